@@ -45,6 +45,12 @@ class LabPaths:
     def netns(self, device: str) -> str:
         return f"{self.prefix}-{device}"
 
+    def vm_netns(self, vm: str) -> str:
+        return f"{self.prefix}-vm-{vm}"
+
+    def vm_dir(self, vm: str) -> Path:
+        return self.lab_dir / "vms" / vm
+
     def device_dir(self, device: str) -> Path:
         return self.lab_dir / device
 
