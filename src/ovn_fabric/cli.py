@@ -1,1 +1,151 @@
-def main() -> None: ...
+"""The `ovn-fabric` command.
+
+    ovn-fabric lab up [TOPOLOGY] [--prefix P] [--fabric-only]
+    ovn-fabric lab down [--prefix P]
+    ovn-fabric lab status [--prefix P] [--json]
+    ovn-fabric lab exec NODE -- CMD...
+    ovn-fabric lab vm add NAME --node NODE [--ip4 A] [--ip6 A] | vm del NAME | vm list
+    ovn-fabric lab link cut A B [--silent] [--index N] | link restore A B [--index N]
+    ovn-fabric lab vip move NODE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ovn_fabric.lab.paths import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from ovn_fabric.lab.lab import Lab
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", flush=True)
+
+
+def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = sub.add_parser("lab", help="build and drive the network-namespace lab")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+
+    def with_prefix(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--prefix", default=DEFAULT_PREFIX,
+                       help=f"lab name prefix for namespaces and files (default {DEFAULT_PREFIX})")
+        return p
+
+    p = with_prefix(lab_sub.add_parser("up", help="build a lab from a topology"))
+    p.add_argument("topology", nargs="?", default="three-rack",
+                   help="built-in topology name (three-rack, two-worker) or a TOML file")
+    p.add_argument("--fabric-only", action="store_true", help="FRR fabric without OVN")
+    with_prefix(lab_sub.add_parser("down", help="remove everything the lab made"))
+    p = with_prefix(lab_sub.add_parser("status", help="nodes, sessions, routes, chassis"))
+    p.add_argument("--json", action="store_true")
+    p = with_prefix(lab_sub.add_parser("exec", help="run a command on a node or VM"))
+    p.add_argument("node")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    vm = lab_sub.add_parser("vm", help="plug and unplug VMs")
+    vm_sub = vm.add_subparsers(dest="vm_command", required=True)
+    p = with_prefix(vm_sub.add_parser("add"))
+    p.add_argument("name")
+    p.add_argument("--node", required=True)
+    p.add_argument("--ip4")
+    p.add_argument("--ip6")
+    p = with_prefix(vm_sub.add_parser("del"))
+    p.add_argument("name")
+    with_prefix(vm_sub.add_parser("list"))
+
+    link = lab_sub.add_parser("link", help="break and mend fabric links")
+    link_sub = link.add_subparsers(dest="link_command", required=True)
+    for verb in ("cut", "restore"):
+        p = with_prefix(link_sub.add_parser(verb))
+        p.add_argument("a")
+        p.add_argument("b")
+        p.add_argument("--index", type=int, default=0, help="which link, if several")
+        if verb == "cut":
+            p.add_argument("--silent", action="store_true",
+                           help="keep carrier up and drop every frame (only BFD notices)")
+
+    vip = lab_sub.add_parser("vip", help="the control-plane VIP")
+    vip_sub = vip.add_subparsers(dest="vip_command", required=True)
+    p = with_prefix(vip_sub.add_parser("move"))
+    p.add_argument("node")
+
+
+def _run_lab(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab, status  # noqa: PLC0415
+
+    cmd = args.lab_command
+    if cmd == "up":
+        print(f"ovn-fabric: building lab {args.prefix!r} from {args.topology}", flush=True)
+        lab.up(args.topology, args.prefix, _progress, with_ovn=not args.fabric_only)
+        return 0
+    if cmd == "down":
+        lab.down(args.prefix, _progress)
+        return 0
+    running = lab.open_lab(args.prefix)
+    if cmd == "status":
+        report = status.collect(running)
+        print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
+        return 0
+    if cmd == "exec":
+        argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not argv:
+            argv = [os.environ.get("SHELL", "/bin/bash")]
+        ns = status.namespace_of(running, args.node)
+        os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
+    if cmd == "vm":
+        return _run_vm(running, args)
+    if cmd == "link":
+        link = lab.find_link(running, args.a, args.b, args.index)
+        if args.link_command == "cut":
+            lab.cut_link(running, link, silent=args.silent)
+        else:
+            lab.restore_link(running, link)
+        return 0
+    if cmd == "vip":
+        was = lab.move_vip(running, args.node)
+        print(f"control-plane VIP moved from {was or 'nowhere'} to {args.node}")
+        return 0
+    raise AssertionError(cmd)
+
+
+def _run_vm(running: Lab, args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import vm  # noqa: PLC0415
+
+    if args.vm_command == "add":
+        made = vm.add_vm(running.paths, running.topology, name=args.name, node=args.node,
+                         ip4=args.ip4, ip6=args.ip6)
+        print(made)
+    elif args.vm_command == "del":
+        vm.del_vm(running.paths, running.topology, args.name)
+    else:
+        for item in vm.list_vms(running.paths):
+            print(item)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ovn-fabric", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _lab_parser(sub)
+    args = parser.parse_args(argv)
+    from ovn_fabric.lab.lab import LabError  # noqa: PLC0415
+    from ovn_fabric.lab.sh import CommandError  # noqa: PLC0415
+    from ovn_fabric.lab.topology import TopologyError  # noqa: PLC0415
+
+    try:
+        if args.command == "lab":
+            return _run_lab(args)
+    except (LabError, CommandError, TopologyError, FileNotFoundError, KeyError) as exc:
+        print(f"ovn-fabric: error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

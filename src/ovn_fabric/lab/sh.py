@@ -28,7 +28,7 @@ class CommandError(RuntimeError):
         super().__init__(f"`{' '.join(argv)}` exited {returncode}: {tail}")
 
 
-class Timeout(RuntimeError):
+class Timeout(RuntimeError):  # noqa: N818  (reads as sh.Timeout at call sites)
     """A condition did not become true before its deadline."""
 
 

@@ -359,38 +359,41 @@ def _nth(pool: IPv4Network | IPv6Network, n: int, where: str) -> Any:
     return pool.network_address + n
 
 
-def _build_links(tables: list[Any], by_name: dict[str, Device]) -> tuple[Link, ...]:
-    raw: list[tuple[str, str, list[str] | None]] = []
-    for index, table in enumerate(tables):
-        where = f"link[{index}]"
-        if not isinstance(table, dict):
-            raise TopologyError(f"{where}: expected a table")
-        _check_keys(table, {"ends", "ifnames"}, where)
-        ends = _get(table, "ends", list, where)
-        if len(ends) != 2 or not all(isinstance(e, str) for e in ends):
-            raise TopologyError(f"{where}.ends: expected two device names, got {ends!r}")
-        for end in ends:
-            if end not in by_name:
-                raise TopologyError(f"{where}.ends: no device named {end!r}")
-        if ends[0] == ends[1]:
-            raise TopologyError(f"{where}.ends: a link needs two different devices")
-        ifnames = table.get("ifnames")
-        if ifnames is not None and (
-            not isinstance(ifnames, list) or len(ifnames) != 2
-            or not all(isinstance(i, str) for i in ifnames)
-        ):
-            raise TopologyError(f"{where}.ifnames: expected two interface names")
-        raw.append((ends[0], ends[1], ifnames))
+def _parse_link(index: int, table: Any, by_name: dict[str, Device]
+                ) -> tuple[str, str, list[str] | None]:
+    where = f"link[{index}]"
+    if not isinstance(table, dict):
+        raise TopologyError(f"{where}: expected a table")
+    _check_keys(table, {"ends", "ifnames"}, where)
+    ends = _get(table, "ends", list, where)
+    if len(ends) != 2 or not all(isinstance(e, str) for e in ends):
+        raise TopologyError(f"{where}.ends: expected two device names, got {ends!r}")
+    for end in ends:
+        if end not in by_name:
+            raise TopologyError(f"{where}.ends: no device named {end!r}")
+    if ends[0] == ends[1]:
+        raise TopologyError(f"{where}.ends: a link needs two different devices")
+    ifnames = table.get("ifnames")
+    if ifnames is not None and (
+        not isinstance(ifnames, list) or len(ifnames) != 2
+        or not all(isinstance(i, str) for i in ifnames)
+    ):
+        raise TopologyError(f"{where}.ifnames: expected two interface names")
+    return ends[0], ends[1], ifnames
 
+
+def _build_links(tables: list[Any], by_name: dict[str, Device]) -> tuple[Link, ...]:
+    """Links with their interface names: given, or the peer's name (suffixed -1, -2... when two
+    devices have several links), so `ip route` on a device reads `dev spine1`."""
+    raw = [_parse_link(index, table, by_name) for index, table in enumerate(tables)]
     pair_count = Counter(frozenset((a, b)) for a, b, _ in raw)
     pair_seen: Counter[frozenset[str]] = Counter()
     links = []
-    for index, (a, b, ifnames) in enumerate(raw):
+    for index, (a, b, given) in enumerate(raw):
         pair = frozenset((a, b))
         pair_seen[pair] += 1
-        if ifnames is None:
-            suffix = f"-{pair_seen[pair]}" if pair_count[pair] > 1 else ""
-            ifnames = [b + suffix, a + suffix]
+        suffix = f"-{pair_seen[pair]}" if pair_count[pair] > 1 else ""
+        ifnames = given or [b + suffix, a + suffix]
         for ifname in ifnames:
             if not 1 <= len(ifname) <= IFNAME_MAX or ifname in ("lo", "up"):
                 raise TopologyError(f"link[{index}]: bad interface name {ifname!r}")

@@ -1,0 +1,189 @@
+"""Render a device's whole FRR configuration from the topology. Pure and deterministic.
+
+How the RHOSP 17 BGP design maps onto sessions (docs/FABRIC.md explains the why):
+- Every fabric link is a BGP unnumbered session over IPv6 link-local (`neighbor IFNAME interface`),
+  carrying IPv4 and IPv6 (RFC 5549 next hops); no IPv4 address on any fabric link.
+- Same AS on both ends -> iBGP (`remote-as internal`): servers and the leaves of their rack. The
+  leaf is then a route reflector for its servers, with `next-hop-self force` so servers need no
+  route to each other's link-locals. Different AS -> eBGP (`remote-as external`): leaf-spine.
+- Peers are grouped by what they are (SPINES, LEAVES, ROUTERS, SERVERS): one policy per group.
+- Servers send only host routes (/32, /128); leaves and routers accept only host routes from them.
+- When a device's AS is reused by devices it has no link to (every rack is AS 64999 in RHOSP 17),
+  its sessions towards the upper tier carry `allowas-in origin`, so routes originated in another
+  rack of the same AS are accepted, while a route that merely transits that AS is still refused.
+- Every session has BFD with the topology's timers; `maximum-paths` (eBGP and iBGP) gives ECMP.
+- Loopback addresses (and the control-plane VIP when it is there) are announced by redistributing
+  the connected routes of `lo`, so adding or removing an address on `lo` is advertised or
+  withdrawn at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ovn_fabric.lab.topology import Device, Interface, Role, Topology
+
+MAXIMUM_PATHS = 16
+BFD_PROFILE = "fabric"
+
+
+class FrrConfigError(ValueError):
+    """The topology cannot be turned into a consistent FRR configuration."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerGroup:
+    name: str
+    ibgp: bool
+    members: tuple[str, ...]       # interface names
+    reflect: bool                  # we are route reflector, they are clients
+    from_hosts: bool               # accept only host routes from them
+    to_upper_tier: bool            # we are a server talking to a leaf/router, or a leaf to a spine
+
+
+def _group_name(peer: Device) -> str:
+    if Role.SPINE in peer.roles:
+        return "SPINES"
+    if Role.LEAF in peer.roles:
+        return "LEAVES"
+    if Role.ROUTER in peer.roles:
+        return "ROUTERS"
+    return "SERVERS"
+
+
+def _tier(device: Device) -> int:
+    if Role.SPINE in device.roles:
+        return 3
+    if device.roles & {Role.LEAF, Role.ROUTER}:
+        return 2
+    return 1
+
+
+def peer_groups(topology: Topology, name: str) -> tuple[PeerGroup, ...]:
+    """The device's BGP peer groups, in a stable order."""
+    me = topology.device(name)
+    by_group: dict[str, list[Interface]] = {}
+    for iface in topology.interfaces(name):
+        by_group.setdefault(_group_name(iface.peer), []).append(iface)
+    groups = []
+    for group, ifaces in sorted(by_group.items()):
+        kinds = {i.ibgp for i in ifaces}
+        if len(kinds) != 1:
+            raise FrrConfigError(
+                f"{name}: peers in group {group} mix iBGP and eBGP; give them one AS relation")
+        groups.append(
+            PeerGroup(
+                name=group,
+                ibgp=kinds.pop(),
+                members=tuple(i.ifname for i in ifaces),
+                reflect=all(i.reflect_to_peer for i in ifaces),
+                from_hosts=all(i.peer_is_host for i in ifaces) and not me.is_host,
+                to_upper_tier=all(_tier(i.peer) > _tier(me) for i in ifaces),
+            )
+        )
+    return tuple(groups)
+
+
+def as_reused_elsewhere(topology: Topology, name: str) -> bool:
+    """True when a device this one has no link to shares its AS (RHOSP 17: one AS per rack,
+    reused by every rack), which calls for `allowas-in origin` on upward sessions."""
+    me = topology.device(name)
+    neighbours = {i.peer.name for i in topology.interfaces(name)}
+    return any(
+        d.asn == me.asn and d.name != name and d.name not in neighbours for d in topology.devices
+    )
+
+
+def render(topology: Topology, name: str, *, log_file: str) -> str:
+    """The complete frr.conf of one device."""
+    me = topology.device(name)
+    groups = peer_groups(topology, name)
+    allowas = as_reused_elsewhere(topology, name)
+    bfd = topology.bfd
+    lines = [
+        "frr version 8.4",
+        "frr defaults datacenter",
+        f"hostname {me.name}",
+        f"log file {log_file} informational",
+        "log timestamp precision 3",
+        "service integrated-vtysh-config",
+        "!",
+        "! FRR 8.4 loses ECMP legs in kernel nexthop groups after link flaps (fixed in 9.0).",
+        "no zebra nexthop kernel enable",
+        "ip forwarding",
+        "ipv6 forwarding",
+        "!",
+        "ip prefix-list LOOPBACK4 seq 5 deny 127.0.0.0/8 le 32",
+        "ip prefix-list LOOPBACK4 seq 10 permit 0.0.0.0/0 ge 32",
+        "ip prefix-list HOST-ROUTES4 seq 10 permit 0.0.0.0/0 ge 32",
+        "ipv6 prefix-list LOOPBACK6 seq 5 deny ::1/128",
+        "ipv6 prefix-list LOOPBACK6 seq 10 permit ::/0 ge 128",
+        "ipv6 prefix-list HOST-ROUTES6 seq 10 permit ::/0 ge 128",
+        "!",
+        "route-map LOOPBACKS4 permit 10",
+        " match interface lo",
+        " match ip address prefix-list LOOPBACK4",
+        "exit",
+        "route-map LOOPBACKS6 permit 10",
+        " match interface lo",
+        " match ipv6 address prefix-list LOOPBACK6",
+        "exit",
+        "!",
+        "! Traffic this box originates leaves from its loopback, not from whatever address the",
+        "! kernel would pick for an unnumbered link.",
+        "route-map SOURCE-LOOPBACK4 permit 10",
+        f" set src {me.loopback4}",
+        "exit",
+        "route-map SOURCE-LOOPBACK6 permit 10",
+        f" set src {me.loopback6}",
+        "exit",
+        "ip protocol bgp route-map SOURCE-LOOPBACK4",
+        "ipv6 protocol bgp route-map SOURCE-LOOPBACK6",
+        "!",
+        "bfd",
+        f" profile {BFD_PROFILE}",
+        f"  detect-multiplier {bfd.multiplier}",
+        f"  receive-interval {bfd.interval_ms}",
+        f"  transmit-interval {bfd.interval_ms}",
+        " exit",
+        "exit",
+        "!",
+        f"router bgp {me.asn}",
+        f" bgp router-id {me.loopback4}",
+        " no bgp ebgp-requires-policy",
+        " no bgp default ipv4-unicast",
+        " bgp bestpath as-path multipath-relax",
+    ]
+    for group in groups:
+        lines += [
+            f" neighbor {group.name} peer-group",
+            f" neighbor {group.name} remote-as {'internal' if group.ibgp else 'external'}",
+            f" neighbor {group.name} bfd",
+            f" neighbor {group.name} bfd profile {BFD_PROFILE}",
+            f" neighbor {group.name} timers connect 1",
+        ]
+        lines += [f" neighbor {member} interface peer-group {group.name}"
+                  for member in group.members]
+    for family, v in (("ipv4", "4"), ("ipv6", "6")):
+        lines += ["!", f" address-family {family} unicast",
+                  f"  redistribute connected route-map LOOPBACKS{v}"]
+        for group in groups:
+            lines += _family_policy(group, me, v, allowas)
+        lines += [f"  maximum-paths {MAXIMUM_PATHS}", f"  maximum-paths ibgp {MAXIMUM_PATHS}",
+                  " exit-address-family"]
+    lines += ["exit", "!", "end", ""]
+    return "\n".join(lines)
+
+
+def _family_policy(group: PeerGroup, me: Device, v: str, allowas: bool) -> list[str]:
+    n = f"  neighbor {group.name}"
+    lines = [f"{n} activate"]
+    if group.reflect:
+        lines += [f"{n} route-reflector-client", f"{n} next-hop-self force"]
+    if group.from_hosts:
+        lines.append(f"{n} prefix-list HOST-ROUTES{v} in")
+    if me.is_host:
+        lines.append(f"{n} prefix-list HOST-ROUTES{v} out")
+    if allowas and group.to_upper_tier:
+        lines.append(f"{n} allowas-in origin")
+    return lines
