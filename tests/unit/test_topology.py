@@ -1,0 +1,122 @@
+"""The topology loader: built-in topologies, derived facts, and errors that name the key."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from ovn_fabric.lab.topology import BUILTIN, Role, TopologyError, builtin_path, load, parse
+
+MINIMAL = """
+name = "mini"
+[addressing]
+loopback4 = "10.255.0.0/24"
+loopback6 = "fd00:255::/64"
+[control_plane]
+vip4 = "10.255.255.1"
+vip6 = "fd00:255:ffff::1"
+[provider_network]
+name = "public"
+physnet = "datacentre"
+cidr4 = "172.24.4.0/24"
+gateway4 = "172.24.4.1"
+cidr6 = "2001:db8::/64"
+gateway6 = "2001:db8::1"
+[[device]]
+name = "r"
+role = "router"
+asn = 65000
+[[device]]
+name = "h"
+roles = ["controller", "compute"]
+asn = 65001
+[[link]]
+ends = ["h", "r"]
+"""
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_topologies_load(name: str) -> None:
+    topo = load(name)
+    assert topo.name == name
+    assert topo.controller.is_controller
+    assert topo.chassis
+
+
+def test_three_rack_shape() -> None:
+    topo = load("three-rack")
+    spines = [d for d in topo.devices if Role.SPINE in d.roles]
+    leaves = [d for d in topo.devices if Role.LEAF in d.roles]
+    assert len(spines) == 2
+    assert len(leaves) == 6
+    assert topo.controller.rack == 1
+    assert {d.rack for d in topo.chassis} == {1, 2, 3}
+    # every server is dual-homed to the two leaves of its rack, over iBGP, as an RR client
+    for host in topo.hosts:
+        ifaces = topo.interfaces(host.name)
+        assert sorted(i.peer.name for i in ifaces) == [f"leaf{host.rack}a", f"leaf{host.rack}b"]
+        assert all(i.ibgp for i in ifaces)
+    leaf = topo.interfaces("leaf1a")
+    assert {i.peer.name: i.reflect_to_peer for i in leaf} == {
+        "spine1": False, "spine2": False, "controller": True, "compute1": True}
+
+
+def test_loopbacks_follow_listing_order_and_interfaces_are_named_after_peers() -> None:
+    topo = load("three-rack")
+    assert topo.device("spine1").loopback4 == IPv4Address("10.255.0.1")
+    assert str(topo.device("compute3").loopback6) == "fd00:255::c"
+    assert [i.ifname for i in topo.interfaces("compute1")] == ["leaf1a", "leaf1b"]
+
+
+def test_parallel_links_get_numbered_interface_names() -> None:
+    topo = load("two-worker")
+    assert [i.ifname for i in topo.interfaces("worker1")] == ["router-1", "router-2"]
+    assert [i.ifname for i in topo.interfaces("router")] == [
+        "worker1-1", "worker1-2", "worker2-1", "worker2-2"]
+
+
+def test_minimal_topology_parses() -> None:
+    topo = parse(MINIMAL)
+    assert topo.device("h").roles == frozenset({Role.CONTROLLER, Role.COMPUTE})
+    assert topo.provider.bridge == "br-ex"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('asn = 65001', 'asn = "x"', "device 'h'.asn: expected int"),
+        ('asn = 65001', 'asn = 65001\ncolour = "red"', "unknown key(s) 'colour'"),
+        ('roles = ["controller", "compute"]', 'role = "toaster"', "unknown role"),
+        ('ends = ["h", "r"]', 'ends = ["h", "nowhere"]', "no device named 'nowhere'"),
+        ('ends = ["h", "r"]', 'ends = ["h", "h"]', "two different devices"),
+        ('vip4 = "10.255.255.1"', 'vip4 = "fd00::1"', "control_plane.vip4: 'fd00::1' is not an "
+         "IPv4 address"),
+        ('gateway4 = "172.24.4.1"', 'gateway4 = "172.24.5.1"', "gateways must lie inside"),
+        ('name = "h"', 'name = "H!"', "names are 1-12 lower-case"),
+        ('name = "h"', 'name = "r"', "defined twice"),
+        ('loopback4 = "10.255.0.0/24"', 'loopback4 = "10.255.0.0/33"', "not a network prefix"),
+        ('roles = ["controller", "compute"]', 'roles = ["compute"]',
+         "exactly one device must have the role 'controller'"),
+        ('roles = ["controller", "compute"]', 'roles = ["controller", "leaf"]',
+         "cannot also be a host"),
+    ],
+)
+def test_errors_name_the_offending_key(old: str, new: str, message: str) -> None:
+    assert old in MINIMAL
+    with pytest.raises(TopologyError, match=None) as info:
+        parse(MINIMAL.replace(old, new, 1), source="mini.toml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("mini.toml: ")
+
+
+def test_not_toml_and_missing_file() -> None:
+    with pytest.raises(TopologyError, match="not valid TOML"):
+        parse("name = ")
+    with pytest.raises(TopologyError, match="built-in topologies: three-rack, two-worker"):
+        load("/nonexistent/topology.toml")
+
+
+def test_builtin_files_are_shipped() -> None:
+    for name in BUILTIN:
+        assert builtin_path(name).is_file()
