@@ -1,0 +1,37 @@
+"""Fixtures that build real labs (FRR, OVS, OVN in network namespaces) and always remove them.
+
+A lab is expensive (~10 s), so the three-rack lab is shared by the whole session; tests that
+break something restore it before they return. Every fixture removes its lab even when the
+tests fail, and removes a leftover lab of the same prefix (from a killed run) before building.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from ovn_fabric.lab import lab as labmod
+from ovn_fabric.lab.fabric import require_binaries
+
+THREE_RACK_PREFIX = "oft"
+
+
+def _require_root_and_daemons() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (network namespaces, FRR, OVS)")
+    try:
+        require_binaries()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def three_rack() -> Iterator[labmod.Lab]:
+    _require_root_and_daemons()
+    labmod.down(THREE_RACK_PREFIX)
+    try:
+        yield labmod.up("three-rack", THREE_RACK_PREFIX, print)
+    finally:
+        labmod.down(THREE_RACK_PREFIX)

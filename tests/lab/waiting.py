@@ -1,0 +1,71 @@
+"""Helpers for lab tests: ping, measure outages, watch routes change."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ovn_fabric.lab.lab import Lab, route_to
+from ovn_fabric.lab.sh import run, wait_until
+
+
+def pings(lab: Lab, device: str, address: str) -> bool:
+    proc = run(["ping", "-c", "1", "-W", "1", address], netns=lab.netns(device), check=False)
+    return proc.returncode == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    sent: int
+    received: int
+    longest_gap_ms: float     # longest run of lost replies, times the interval
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received
+
+
+def ping_through(netns: str, address: str, action: Callable[[], None], *,
+                 seconds: float = 3.0, interval_ms: int = 10, lead_in: int = 30) -> Outage:
+    """Ping every `interval_ms` for `seconds`; once `lead_in` replies have arrived, run
+    `action`; return the longest run of lost replies."""
+    count = int(seconds * 1000 / interval_ms)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "ping", "-n", "-i", str(interval_ms / 1000),
+         "-c", str(count), "-W", "1", address],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    stdout = proc.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
+    reader.start()
+    wait_until(lambda: sum("icmp_seq=" in ln for ln in lines) >= lead_in,
+               timeout=5, what=f"{lead_in} ping replies from {address} before the action")
+    action()
+    proc.wait(timeout=seconds + 10)
+    reader.join(timeout=5)
+    seqs = sorted({int(m) for m in re.findall(r"icmp_seq=(\d+) ", "".join(lines))})
+    if not seqs:
+        return Outage(count, 0, seconds * 1000)
+    gaps = [b - a - 1 for a, b in zip([0, *seqs], [*seqs, count + 1], strict=True)]
+    return Outage(count, len(seqs), max(gaps) * interval_ms)
+
+
+def route_devs(lab: Lab, device: str, address: str) -> set[str]:
+    """The interfaces of the kernel route's next hops (empty if there is no route)."""
+    route = route_to(lab, device, address)
+    if route is None:
+        return set()
+    hops = route.get("nexthops")
+    if isinstance(hops, list):
+        return {str(h.get("dev")) for h in hops}
+    return {str(route.get("dev"))}
+
+
+def tx_packets(lab: Lab, device: str, ifname: str) -> int:
+    text = run(["cat", f"/sys/class/net/{ifname}/statistics/tx_packets"],
+               netns=lab.netns(device)).stdout
+    return int(text)
