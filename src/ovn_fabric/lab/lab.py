@@ -21,7 +21,7 @@ from pathlib import Path
 from ovn_fabric.lab import fabric
 from ovn_fabric.lab.paths import LabPaths
 from ovn_fabric.lab.sh import output, run, wait_until
-from ovn_fabric.lab.topology import Link, Topology, load
+from ovn_fabric.lab.topology import Link, Role, Topology, load
 
 Progress = Callable[[str], None]
 
@@ -143,7 +143,7 @@ def _build_ovn(lab: Lab, progress: Progress) -> None:
             dev = topo.device(name)
             ovn.start_chassis(paths, name, system_id=name, hostname=name,
                               encap_ip=str(dev.loopback4), sb_remote=sb,
-                              bridge_mappings=mappings, gateway=False)
+                              bridge_mappings=mappings, gateway=Role.GATEWAY in dev.roles)
 
         with ThreadPoolExecutor(max_workers=3) as pool:
             list(pool.map(start, [d.name for d in topo.chassis]))
