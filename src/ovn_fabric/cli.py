@@ -22,6 +22,7 @@ from ovn_fabric.lab.paths import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from ovn_fabric.lab.lab import Lab
+    from ovn_fabric.lab.vm import Vm
 
 
 def _progress(line: str) -> None:
@@ -120,13 +121,18 @@ def _run_vm(running: Lab, args: argparse.Namespace) -> int:
     if args.vm_command == "add":
         made = vm.add_vm(running.paths, running.topology, name=args.name, node=args.node,
                          ip4=args.ip4, ip6=args.ip6)
-        print(made)
+        print(_vm_line(made))
     elif args.vm_command == "del":
         vm.del_vm(running.paths, running.topology, args.name)
     else:
         for item in vm.list_vms(running.paths):
-            print(item)
+            print(_vm_line(item))
     return 0
+
+
+def _vm_line(made: Vm) -> str:
+    return (f"{made.name:10} on {made.node:10} {made.mac}  {made.ip4}  {made.ip6}  "
+            f"port {made.port_id}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,11 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ovn_fabric.lab.lab import LabError  # noqa: PLC0415
     from ovn_fabric.lab.sh import CommandError  # noqa: PLC0415
     from ovn_fabric.lab.topology import TopologyError  # noqa: PLC0415
+    from ovn_fabric.lab.vm import VmError  # noqa: PLC0415
 
     try:
         if args.command == "lab":
             return _run_lab(args)
-    except (LabError, CommandError, TopologyError, FileNotFoundError, KeyError) as exc:
+    except (LabError, VmError, CommandError, TopologyError, FileNotFoundError, KeyError) as exc:
         print(f"ovn-fabric: error: {exc}", file=sys.stderr)
         return 1
     return 2

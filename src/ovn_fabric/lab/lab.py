@@ -9,17 +9,16 @@ the namespaces, and its directory.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovn_fabric.lab import fabric
 from ovn_fabric.lab.paths import LabPaths
+from ovn_fabric.lab.procs import netns_pids, terminate
 from ovn_fabric.lab.sh import output, run, wait_until
 from ovn_fabric.lab.topology import Link, Role, Topology, load
 
@@ -161,40 +160,14 @@ def down(prefix: str, progress: Progress = _quiet) -> list[str]:
     """Remove every process, namespace and file of the lab. Returns the namespaces removed."""
     paths = LabPaths(prefix)
     namespaces = lab_namespaces(paths)
-    pids = [pid for ns in namespaces for pid in _netns_pids(ns)]
-    _terminate(pids)
+    pids = [pid for ns in namespaces for pid in netns_pids(ns)]
+    terminate(pids)
     for ns in namespaces:
         run(["ip", "netns", "delete", ns], check=False)
     if paths.lab_dir.exists():
         run(["rm", "-rf", "--one-file-system", str(paths.lab_dir)])
     progress(f"removed {len(namespaces)} namespaces and {len(pids)} processes of lab {prefix!r}")
     return namespaces
-
-
-def _netns_pids(ns: str) -> list[int]:
-    proc = run(["ip", "netns", "pids", ns], check=False)
-    return [int(p) for p in proc.stdout.split()]
-
-
-def _alive(pid: int) -> bool:
-    """A pid that exists and is not a zombie (a detached daemon stays a zombie for a while)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _terminate(pids: list[int]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.02)
-        if not any(_alive(p) for p in pids):
-            return
 
 
 # --- fabric state -----------------------------------------------------------------------------

@@ -17,19 +17,17 @@ What a VM was given (port id, MAC, addresses, node) is recorded in `<vm_dir>/vm.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
-import signal
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 
 from ovn_fabric.lab import ovn
 from ovn_fabric.lab.paths import LabPaths
+from ovn_fabric.lab.procs import netns_pids, terminate
 from ovn_fabric.lab.sh import CommandError, output, run, wait_until
 from ovn_fabric.lab.topology import ProviderNetwork, Topology
 
@@ -293,26 +291,8 @@ def _netns_exists(netns: str) -> bool:
     return netns in output(["ip", "netns", "list"]).split()
 
 
-def _pids_in(netns: str) -> list[int]:
-    return [int(p) for p in output(["ip", "netns", "pids", netns]).split()]
-
-
-def _gone(pid: int) -> bool:
-    """True once `pid` has exited (a zombie counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
 def _kill_namespace_processes(netns: str) -> None:
-    pids = _pids_in(netns)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: all(_gone(pid) for pid in pids), timeout=5.0,
-               what=f"the processes of namespace {netns} to exit")
+    terminate(netns_pids(netns), grace=0.5)
 
 
 def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
