@@ -4,6 +4,7 @@
     ovn-fabric lab down [--prefix P]
     ovn-fabric lab status [--prefix P] [--json]
     ovn-fabric lab exec NODE -- CMD...
+    ovn-fabric lab vtysh NODE [-c 'show bgp summary']
     ovn-fabric lab vm add NAME --node NODE [--ip4 A] [--ip6 A] | vm del NAME | vm list
     ovn-fabric lab link cut A B [--silent] [--index N] | link restore A B [--index N]
     ovn-fabric lab vip move NODE
@@ -48,6 +49,10 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = with_prefix(lab_sub.add_parser("exec", help="run a command on a node or VM"))
     p.add_argument("node")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p = with_prefix(lab_sub.add_parser("vtysh", help="FRR's shell on a device"))
+    p.add_argument("node")
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="vtysh arguments, e.g. -c 'show bgp summary'")
 
     vm = lab_sub.add_parser("vm", help="plug and unplug VMs")
     vm_sub = vm.add_subparsers(dest="vm_command", required=True)
@@ -99,6 +104,11 @@ def _run_lab(args: argparse.Namespace) -> int:
             argv = [os.environ.get("SHELL", "/bin/bash")]
         ns = status.namespace_of(running, args.node)
         os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
+    if cmd == "vtysh":
+        running.topology.device(args.node)
+        frr_dir = str(running.paths.frr_dir(args.node))
+        os.execvp("ip", ["ip", "netns", "exec", running.paths.netns(args.node), "vtysh",
+                         "--vty_socket", frr_dir, *args.args])
     if cmd == "vm":
         return _run_vm(running, args)
     if cmd == "link":

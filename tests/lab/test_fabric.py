@@ -25,9 +25,8 @@ from ovn_fabric.lab.lab import (
     vip_holder,
     wait_fabric_converged,
 )
+from ovn_fabric.lab.probe import busy_uplink, ping_through, pings, route_devs
 from ovn_fabric.lab.sh import output, run, wait_until
-
-from .waiting import ping_through, pings, route_devs, tx_packets
 
 pytestmark = pytest.mark.lab
 
@@ -128,22 +127,13 @@ def test_control_plane_vip_move_and_readd_are_followed_within_one_second(
     assert pings(three_rack, "compute3", vip)
 
 
-def _busy_uplink(lab: Lab, device: str, address: str) -> str:
-    """The uplink that carries this device's pings to `address` (ECMP hashes a flow to one)."""
-    ifaces = [i.ifname for i in lab.topology.interfaces(device)]
-    before = {i: tx_packets(lab, device, i) for i in ifaces}
-    run(["ping", "-c", "20", "-i", "0.01", address], netns=lab.netns(device))
-    grew = {i: tx_packets(lab, device, i) - before[i] for i in ifaces}
-    return max(grew, key=lambda i: grew[i])
-
-
 @pytest.mark.parametrize("silent", [False, True], ids=["carrier-down", "silent-drop"])
 def test_link_failure_is_detected_and_traffic_survives(three_rack: Lab, silent: bool) -> None:
     """A server-to-leaf link fails under a 10 ms ping from rack 1 to rack 3. Cut (carrier
     down): the kernel drops the leg at once. Silent (carrier up, every frame dropped): only BFD
     (100 ms x 3) can see it. Either way traffic moves to the other leaf within 500 ms."""
     target = str(three_rack.topology.device("compute3").loopback4)
-    uplink = _busy_uplink(three_rack, "compute1", target)
+    uplink = busy_uplink(three_rack, "compute1", target)
     link = find_link(three_rack, "compute1", uplink)
     try:
         outage = ping_through(three_rack.netns("compute1"), target,

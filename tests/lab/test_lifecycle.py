@@ -11,10 +11,9 @@ import pytest
 
 from ovn_fabric.lab import lab as labmod
 from ovn_fabric.lab.lab import Lab, LabError, fabric_problems
+from ovn_fabric.lab.probe import pings, route_devs
 from ovn_fabric.lab.sh import output
 from ovn_fabric.lab.topology import builtin_path
-
-from .waiting import pings, route_devs
 
 pytestmark = pytest.mark.lab
 
@@ -103,6 +102,9 @@ def test_cli_status_and_exec(three_rack: Lab) -> None:
     shown = _cli("lab", "exec", "--prefix", three_rack.prefix, "compute3", "--",
                  "ip", "-4", "addr", "show", "dev", "lo")
     assert "10.255.0.12/32" in shown.stdout
+    bgp = _cli("lab", "vtysh", "--prefix", three_rack.prefix, "spine1", "-c",
+               "show bgp summary")
+    assert "leaf3b" in bgp.stdout
 
 
 def test_cli_reports_errors_without_a_traceback() -> None:
