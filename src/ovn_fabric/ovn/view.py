@@ -1,0 +1,459 @@
+"""A frozen, hashable view of the OVN Southbound rows (and local OVS facts) the planner reads.
+
+Rules of this module:
+- Every value is immutable and hashable. An OvnView is canonical: rows and set columns are kept
+  sorted, so two views holding the same rows compare equal whatever order the rows came in, and
+  "nothing changed" is a plain `==`.
+- The builders (`Chassis.from_row`, `Datapath.from_row`, `PortBinding.from_row`, `build_view`,
+  `parse_bridge_mappings`, `parse_address_entry`) never raise on bad data. A malformed column
+  becomes None or empty and a Problem records what was wrong; a row without a usable key is
+  dropped, with a Problem. Only the specific errors of bad data are caught.
+- Rows are plain mappings from column name to the value the OVS Python IDL gives
+  (`Datum.to_python`): str, int and bool for scalar columns; a list for sets and for optional
+  columns (`[]` or `[value]`; a bare value or None are accepted too); a dict for maps.
+  References are given as the referenced row's key: `Chassis.name` for the chassis columns, the
+  Datapath_Binding's `_uuid` (str or uuid.UUID) for `datapath`. Extra columns are ignored;
+  columns an older OVN lacks (`up`, `requested_chassis`, `additional_chassis`) may be absent.
+- No I/O: the OVSDB reader builds this view; the planner consumes it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ovn_fabric.model import IPAddress
+
+OVS_TABLE = "Open_vSwitch"
+DEFAULT_INTEGRATION_BRIDGE = "br-int"
+# A `mac` column entry that carries no Ethernet address of its own.
+ADDRESS_KEYWORDS = frozenset({"unknown", "router", "dynamic"})
+# OVN reads Ethernet addresses with "%hhx:%hhx:..." (one or two hex digits per byte).
+MAC_RE = re.compile(r"^[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){5}$")
+VLAN_MIN, VLAN_MAX = 1, 4095
+TUNNEL_KEY_MAX = 2**32 - 1
+
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FrozenMap(Mapping[str, str]):
+    """An immutable, hashable, ordered str -> str mapping (an OVSDB map column)."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        canonical = tuple(sorted(dict(self.pairs).items()))
+        if canonical != self.pairs:
+            object.__setattr__(self, "pairs", canonical)
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, str]) -> FrozenMap:
+        return cls(tuple(mapping.items()))
+
+    def __getitem__(self, key: str) -> str:
+        index = bisect_left(self.pairs, key, key=_first)
+        if index < len(self.pairs) and self.pairs[index][0] == key:
+            return self.pairs[index][1]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+def _first(pair: tuple[str, str]) -> str:
+    return pair[0]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Problem:
+    """Something malformed in the data, kept so the agent can report it."""
+
+    table: str
+    row: str                  # the row's key as far as known ("?" when it has none)
+    column: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.row!r}: {self.column}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Chassis:
+    """SB Chassis: `name` is the OVS system-id, `hostname` the host name."""
+
+    name: str
+    hostname: str = ""
+
+    @classmethod
+    def from_row(cls, row: object) -> tuple[Chassis | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Chassis", row, "name")
+        if reader.key is None:
+            return None, reader.done()
+        return cls(name=reader.key, hostname=reader.string("hostname")), reader.done()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Datapath:
+    """SB Datapath_Binding. Neutron writes external_ids name=neutron-<id>, name2=<its name>."""
+
+    uuid: str
+    tunnel_key: int | None = None
+    external_ids: FrozenMap = FrozenMap()
+
+    @property
+    def name(self) -> str:
+        """The most readable name there is: Neutron's name, the switch name, or the UUID."""
+        return self.external_ids.get("name2") or self.external_ids.get("name") or self.uuid
+
+    @classmethod
+    def from_row(cls, row: object) -> tuple[Datapath | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Datapath_Binding", row, "_uuid")
+        if reader.key is None:
+            return None, reader.done()
+        datapath = cls(
+            uuid=reader.key,
+            tunnel_key=reader.optional_int("tunnel_key", 0, TUNNEL_KEY_MAX),
+            external_ids=reader.string_map("external_ids"),
+        )
+        return datapath, reader.done()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PortBinding:
+    """SB Port_Binding, with references resolved to keys (chassis names, datapath UUIDs)."""
+
+    logical_port: str
+    type: str = ""                          # "" for a VM port, "localnet", "patch", ...
+    datapath: str | None = None             # Datapath_Binding UUID
+    mac: tuple[str, ...] = ()               # raw entries: "fa:16:3e:a1:b2:c3 172.24.4.10 ..."
+    chassis: str | None = None              # Chassis.name where it is bound
+    up: bool | None = None                  # None: unset, or an OVN older than 21.03
+    options: FrozenMap = FrozenMap()
+    external_ids: FrozenMap = FrozenMap()
+    requested_chassis: str | None = None
+    additional_chassis: tuple[str, ...] = ()
+    virtual_parent: str | None = None
+    tag: int | None = None                  # VLAN of a localnet port (1-4095)
+    nat_addresses: tuple[str, ...] = ()     # raw entries of a patch port
+
+    @classmethod
+    def from_row(cls, row: object) -> tuple[PortBinding | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Port_Binding", row, "logical_port")
+        if reader.key is None:
+            return None, reader.done()
+        binding = cls(
+            logical_port=reader.key,
+            type=reader.string("type"),
+            datapath=reader.optional_ref("datapath"),
+            mac=reader.string_set("mac"),
+            chassis=reader.optional_ref("chassis"),
+            up=reader.optional_bool("up"),
+            options=reader.string_map("options"),
+            external_ids=reader.string_map("external_ids"),
+            requested_chassis=reader.optional_ref("requested_chassis"),
+            additional_chassis=reader.string_set("additional_chassis"),
+            virtual_parent=reader.optional_ref("virtual_parent"),
+            tag=reader.optional_int("tag", VLAN_MIN, VLAN_MAX),
+            nat_addresses=reader.string_set("nat_addresses"),
+        )
+        return binding, reader.done()
+
+
+@dataclass(frozen=True, slots=True)
+class OvnView:
+    """Everything the planner knows about OVN, as seen from this node."""
+
+    local_chassis: str                      # this node's Chassis.name ("" when unknown)
+    bridge_mappings: FrozenMap = FrozenMap()            # physnet -> bridge
+    integration_bridge: str = DEFAULT_INTEGRATION_BRIDGE
+    chassis: tuple[Chassis, ...] = ()
+    datapaths: tuple[Datapath, ...] = ()
+    port_bindings: tuple[PortBinding, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    def __post_init__(self) -> None:
+        canonical = {
+            "chassis": tuple(sorted(self.chassis, key=lambda c: (c.name, repr(c)))),
+            "datapaths": tuple(sorted(self.datapaths, key=lambda d: (d.uuid, repr(d)))),
+            "port_bindings": tuple(
+                sorted(self.port_bindings, key=lambda p: (p.logical_port, repr(p)))),
+            "problems": tuple(sorted(set(self.problems))),
+        }
+        for name, value in canonical.items():
+            object.__setattr__(self, name, value)
+
+
+def build_view(
+    *,
+    local_chassis: object,
+    bridge_mappings: object = "",
+    integration_bridge: object = DEFAULT_INTEGRATION_BRIDGE,
+    chassis: Iterable[object] = (),
+    datapaths: Iterable[object] = (),
+    port_bindings: Iterable[object] = (),
+) -> OvnView:
+    """Build a view from raw rows and local facts, recording every problem instead of raising.
+
+    `bridge_mappings` is the raw `external_ids:ovn-bridge-mappings` text of the local OVS.
+    Rows whose key appears twice are kept once (the same one whatever the input order)."""
+    problems: list[Problem] = []
+    local = _local_string(local_chassis, "external_ids:system-id", "", problems)
+    br_int = _local_string(integration_bridge, "external_ids:ovn-bridge",
+                           DEFAULT_INTEGRATION_BRIDGE, problems)
+    mappings, mapping_problems = parse_bridge_mappings(bridge_mappings)
+    problems.extend(mapping_problems)
+    chassis_rows = _unique(_build_rows(Chassis.from_row, chassis, problems),
+                           lambda c: c.name, "Chassis", problems)
+    datapath_rows = _unique(_build_rows(Datapath.from_row, datapaths, problems),
+                            lambda d: d.uuid, "Datapath_Binding", problems)
+    binding_rows = _unique(_build_rows(PortBinding.from_row, port_bindings, problems),
+                           lambda p: p.logical_port, "Port_Binding", problems)
+    return OvnView(
+        local_chassis=local, bridge_mappings=mappings, integration_bridge=br_int,
+        chassis=chassis_rows, datapaths=datapath_rows, port_bindings=binding_rows,
+        problems=tuple(problems),
+    )
+
+
+def parse_bridge_mappings(text: object) -> tuple[FrozenMap, tuple[Problem, ...]]:
+    """Parse `ovn-bridge-mappings` ("physnet1:br-ex,physnet2:br-vlan") as ovn-controller does:
+    it stops at the first empty or malformed entry. A physnet mapped twice keeps its first
+    bridge."""
+    column = "external_ids:ovn-bridge-mappings"
+    if text is None or text == []:
+        return FrozenMap(), ()
+    if not isinstance(text, str):
+        return FrozenMap(), (Problem(OVS_TABLE, ".", column, f"not a string: {text!r:.80}"),)
+    mappings: dict[str, str] = {}
+    problems = []
+    for entry in text.split(","):
+        if not entry:
+            break
+        physnet, sep, bridge = entry.partition(":")
+        if not sep or not physnet or not bridge:
+            problems.append(Problem(OVS_TABLE, ".", column,
+                                    f"malformed entry {entry!r}; ignoring it and the rest"))
+            break
+        if physnet in mappings:
+            problems.append(Problem(OVS_TABLE, ".", column,
+                                    f"physnet {physnet!r} mapped twice; keeping "
+                                    f"{mappings[physnet]!r}"))
+            continue
+        mappings[physnet] = bridge
+    return FrozenMap.of(mappings), tuple(problems)
+
+
+# --- the `mac` column ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An IP address of a `mac` entry, with the token it was read from ("172.24.4.10/24")."""
+
+    token: str
+    ip: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class AddressEntry:
+    """One entry of a Port_Binding `mac` column, read as OVN reads it: an Ethernet address
+    followed by IP addresses (each may carry a prefix length), or a keyword."""
+
+    mac: str | None                                 # lower case, two digits per byte
+    addresses: tuple[Address, ...] = ()
+    rejected: tuple[tuple[str, str], ...] = ()      # (token, why it is unusable)
+
+
+def parse_address_entry(entry: str) -> AddressEntry:
+    tokens = entry.split()
+    if not tokens or tokens[0] in ADDRESS_KEYWORDS:
+        return AddressEntry(mac=None)
+    if not MAC_RE.match(tokens[0]):
+        return AddressEntry(mac=None, rejected=((entry, "does not start with an Ethernet "
+                                                        "address"),))
+    mac = ":".join(f"{int(part, 16):02x}" for part in tokens[0].split(":"))
+    not_unicast = mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 1
+    addresses = []
+    rejected = []
+    for token in tokens[1:]:
+        if token in ADDRESS_KEYWORDS:
+            continue
+        why = _address_problem(token)
+        if why is None and not_unicast:
+            why = f"its Ethernet address {mac} is not a unicast address"
+        if why is None:
+            addresses.append(Address(token, ipaddress.ip_interface(token).ip))
+        else:
+            rejected.append((token, why))
+    return AddressEntry(mac=mac, addresses=tuple(addresses), rejected=tuple(rejected))
+
+
+def _address_problem(token: str) -> str | None:
+    if "%" in token:
+        return "a scoped address"
+    try:
+        ipaddress.ip_interface(token)
+    except ValueError:
+        return "not an IP address"
+    return None
+
+
+# --- reading rows -----------------------------------------------------------------------------
+
+
+class _RowReader:
+    """Reads the columns of one raw row, turning each malformed value into a Problem."""
+
+    __slots__ = ("_problems", "_row", "_table", "key")
+
+    def __init__(self, table: str, row: Mapping[Any, Any], key: str | None) -> None:
+        self._table = table
+        self._row = row
+        self.key = key
+        self._problems: list[Problem] = []
+
+    @classmethod
+    def start(cls, table: str, row: object, key_column: str) -> _RowReader:
+        if not isinstance(row, Mapping):
+            reader = cls(table, {}, None)
+            reader._problem(key_column, f"not a row but {type(row).__name__}")
+            return reader
+        reader = cls(table, row, None)
+        key = reader.optional_ref(key_column)
+        if key is None:
+            reader._problem(key_column, "missing or empty: row ignored")
+        reader.key = key
+        return reader
+
+    def done(self) -> tuple[Problem, ...]:
+        return tuple(self._problems)
+
+    def _problem(self, column: str, detail: str) -> None:
+        self._problems.append(Problem(self._table, self.key or "?", column, detail))
+
+    def _bad(self, column: str, value: object, expected: str) -> None:
+        self._problem(column, f"expected {expected}, got {value!r:.80}")
+
+    def _scalar(self, column: str) -> object:
+        """The value of an optional column: None when absent or empty."""
+        value = self._row.get(column)
+        if isinstance(value, list | tuple) and len(value) <= 1:
+            return value[0] if value else None
+        return value
+
+    def string(self, column: str) -> str:
+        value = self._scalar(column)
+        if value is None or isinstance(value, str):
+            return value or ""
+        self._bad(column, value, "a string")
+        return ""
+
+    def optional_ref(self, column: str) -> str | None:
+        """A string or reference column holding at most one value (a key or a UUID)."""
+        value = self._scalar(column)
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if value is None or (isinstance(value, str) and value):
+            return value
+        if value != "":
+            self._bad(column, value, "at most one non-empty string")
+        return None
+
+    def optional_bool(self, column: str) -> bool | None:
+        value = self._scalar(column)
+        if value is None or isinstance(value, bool):
+            return value
+        self._bad(column, value, "a boolean")
+        return None
+
+    def optional_int(self, column: str, low: int, high: int) -> int | None:
+        value = self._scalar(column)
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return value
+        self._bad(column, value, f"an integer from {low} to {high}")
+        return None
+
+    def string_set(self, column: str) -> tuple[str, ...]:
+        value = self._row.get(column)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple | set | frozenset):
+            self._bad(column, value, "a list of strings")
+            return ()
+        items = []
+        for item in value:
+            if isinstance(item, str | uuid.UUID):
+                items.append(str(item))
+            else:
+                self._bad(column, item, "a string in the list")
+        return tuple(sorted(set(items)))
+
+    def string_map(self, column: str) -> FrozenMap:
+        value = self._row.get(column)
+        if value is None:
+            return FrozenMap()
+        if not isinstance(value, Mapping):
+            self._bad(column, value, "a map of strings")
+            return FrozenMap()
+        pairs = {}
+        for key, item in value.items():
+            if isinstance(key, str) and isinstance(item, str):
+                pairs[key] = item
+            else:
+                self._bad(column, (key, item), "string keys and values")
+        return FrozenMap.of(pairs)
+
+
+def _build_rows(
+    from_row: Callable[[object], tuple[Row | None, tuple[Problem, ...]]],
+    rows: Iterable[object],
+    problems: list[Problem],
+) -> list[Row]:
+    built: list[Row] = []
+    for raw in rows:
+        row, row_problems = from_row(raw)
+        problems.extend(row_problems)
+        if row is not None:
+            built.append(row)
+    return built
+
+
+def _unique(
+    rows: list[Row], key: Callable[[Row], str], table: str, problems: list[Problem]
+) -> tuple[Row, ...]:
+    """One row per key: the first in a canonical order, so the choice never depends on the
+    order the rows came in."""
+    kept: dict[str, Row] = {}
+    for row in sorted(rows, key=lambda r: (key(r), repr(r))):
+        if key(row) in kept:
+            if row != kept[key(row)]:
+                problems.append(Problem(table, key(row), "-", "key used by several rows; "
+                                                              "keeping one"))
+            continue
+        kept[key(row)] = row
+    return tuple(kept.values())
+
+
+def _local_string(
+    value: object, column: str, default: str, problems: list[Problem]
+) -> str:
+    """A fact of the local OVS (or its override in the settings)."""
+    if isinstance(value, str) and value:
+        return value
+    if value is not None or not default:
+        problems.append(Problem(OVS_TABLE, ".", column,
+                                f"expected a non-empty string, got {value!r:.80}"))
+    return default
