@@ -172,6 +172,16 @@ class Settings:
         return None
 
 
+def unusable_hosts(network: IPNetwork) -> tuple[IPAddress, ...]:
+    """The addresses of a subnet that no host may use: its network address (IPv6's
+    subnet-router anycast) and, in IPv4, its broadcast address. None in /31, /32, /127, /128."""
+    if network.max_prefixlen - network.prefixlen < 2:
+        return ()
+    if network.version == 4:
+        return (network.network_address, network.broadcast_address)
+    return (network.network_address,)
+
+
 def load(path: str | Path) -> Settings:
     """Read and validate a settings file."""
     try:
@@ -413,16 +423,6 @@ def _gateways(table: _Table) -> tuple[IPInterface, ...]:
             raise ConfigError(f"{key}: {text!r} is listed twice")
         gateways.append(gateway)
     return tuple(sorted(gateways, key=lambda gw: (gw.version, int(gw.ip), gw.network.prefixlen)))
-
-
-def unusable_hosts(network: IPNetwork) -> tuple[IPAddress, ...]:
-    """The addresses of a subnet that no host may use: its network address (IPv6's
-    subnet-router anycast) and, in IPv4, its broadcast address. None in /31, /32, /127, /128."""
-    if network.max_prefixlen - network.prefixlen < 2:
-        return ()
-    if network.version == 4:
-        return (network.network_address, network.broadcast_address)
-    return (network.network_address,)
 
 
 def _check_gateways_apart(bridges: list[BridgeSettings]) -> None:

@@ -34,7 +34,6 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network
 
 from ovn_fabric.config import PrefixRule, Settings, unusable_hosts
 from ovn_fabric.model import (
@@ -218,13 +217,34 @@ class Refused:
 
 
 @dataclass(frozen=True, slots=True)
+class Span:
+    """A prefix as the range of addresses it covers: cheap to compare, whatever the family."""
+
+    version: int
+    first: int
+    last: int
+
+    @classmethod
+    def of(cls, prefix: IPNetwork) -> Span:
+        return cls(prefix.version, int(prefix.network_address), int(prefix.broadcast_address))
+
+    def overlaps(self, other: Span) -> bool:
+        return (self.version == other.version
+                and self.first <= other.last and other.first <= self.last)
+
+    def within(self, other: Span) -> bool:
+        return (self.version == other.version
+                and other.first <= self.first and self.last <= other.last)
+
+
+@dataclass(frozen=True, slots=True)
 class ExposureGate:
     """The exposure policy of the settings, ready to judge prefixes."""
 
-    refused: tuple[tuple[IPNetwork, str], ...]     # special addresses, first match wins
-    deny: tuple[PrefixRule, ...]
+    refused: tuple[tuple[Span, str], ...]          # special addresses, first match wins
+    deny: tuple[tuple[Span, PrefixRule], ...]
     allow: tuple[PrefixRule, ...]                  # as in the settings
-    longest_first: tuple[PrefixRule, ...]          # the same, longest prefix first
+    longest_first: tuple[tuple[Span, PrefixRule], ...]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExposureGate:
@@ -240,42 +260,31 @@ class ExposureGate:
                                     f"(bridge {bridge.name})"))
         allow = settings.exposure.allow
         longest_first = sorted(allow, key=lambda rule: -rule.prefix.prefixlen)
-        return cls(refused=tuple(refused), deny=settings.exposure.deny, allow=allow,
-                   longest_first=tuple(longest_first))
+        return cls(
+            refused=tuple((Span.of(prefix), why) for prefix, why in refused),
+            deny=tuple((Span.of(rule.prefix), rule) for rule in settings.exposure.deny),
+            allow=allow,
+            longest_first=tuple((Span.of(rule.prefix), rule) for rule in longest_first),
+        )
 
     def judge(self, prefix: IPNetwork) -> Allowed | Refused:
         if prefix.prefixlen == 0:
             return Refused("the default route")
-        for network, why in self.refused:
-            if _overlaps(prefix, network):
+        span = Span.of(prefix)
+        for refused, why in self.refused:
+            if span.overlaps(refused):
                 return Refused(why)
-        for rule in self.deny:
-            if _overlaps(prefix, rule.prefix):
+        for denied, rule in self.deny:
+            if span.overlaps(denied):
                 return Refused(f"inside the denied prefix {rule}")
-        for rule in self.longest_first:
-            if _subnet_of(prefix, rule.prefix):
+        for allowed, rule in self.longest_first:
+            if span.within(allowed):
                 return Allowed(f"allow {rule}")
-        allowed = [str(rule.prefix) for rule in self.allow
-                   if rule.prefix.version == prefix.version]
-        if not allowed:
+        in_family = [str(rule.prefix) for rule in self.allow
+                     if rule.prefix.version == prefix.version]
+        if not in_family:
             return Refused(f"no IPv{prefix.version} prefix is allowed")
-        return Refused(f"outside the allowed prefixes ({', '.join(allowed)})")
-
-
-def _overlaps(a: IPNetwork, b: IPNetwork) -> bool:
-    if isinstance(a, IPv4Network) and isinstance(b, IPv4Network):
-        return a.overlaps(b)
-    if isinstance(a, IPv6Network) and isinstance(b, IPv6Network):
-        return a.overlaps(b)
-    return False
-
-
-def _subnet_of(a: IPNetwork, b: IPNetwork) -> bool:
-    if isinstance(a, IPv4Network) and isinstance(b, IPv4Network):
-        return a.subnet_of(b)
-    if isinstance(a, IPv6Network) and isinstance(b, IPv6Network):
-        return a.subnet_of(b)
-    return False
+        return Refused(f"outside the allowed prefixes ({', '.join(in_family)})")
 
 
 # --- rules 5 and 6: conflicts and the result ---------------------------------------------------
@@ -330,9 +339,10 @@ def _conflict(claims: Iterable[Claim]) -> str:
     return f"claimed differently on this node by {', '.join(claimants)}; refusing all of them"
 
 
-def _exposure_order(exposure: Exposure) -> tuple[int, IPNetwork, str, str, str, str]:
-    return (exposure.prefix.version, exposure.prefix, exposure.reason, exposure.port,
-            exposure.network, exposure.rule)
+def _exposure_order(exposure: Exposure) -> tuple[int, int, int, str, str, str, str]:
+    prefix = exposure.prefix
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen, exposure.reason,
+            exposure.port, exposure.network, exposure.rule)
 
 
 def _bindings_by_datapath(

@@ -287,24 +287,24 @@ def parse_address_entry(entry: str) -> AddressEntry:
     for token in tokens[1:]:
         if token in ADDRESS_KEYWORDS:
             continue
-        why = _address_problem(token)
-        if why is None and not_unicast:
-            why = f"its Ethernet address {mac} is not a unicast address"
-        if why is None:
-            addresses.append(Address(token, ipaddress.ip_interface(token).ip))
+        ip, why = _parse_address(token)
+        if ip is not None and not_unicast:
+            ip, why = None, f"its Ethernet address {mac} is not a unicast address"
+        if ip is not None:
+            addresses.append(Address(token, ip))
         else:
             rejected.append((token, why))
     return AddressEntry(mac=mac, addresses=tuple(addresses), rejected=tuple(rejected))
 
 
-def _address_problem(token: str) -> str | None:
+def _parse_address(token: str) -> tuple[IPAddress | None, str]:
+    """The host address of "ADDR" or "ADDR/LEN" (OVN reads both), or None and why not."""
     if "%" in token:
-        return "a scoped address"
+        return None, "a scoped address"
     try:
-        ipaddress.ip_interface(token)
+        return ipaddress.ip_interface(token).ip, ""
     except ValueError:
-        return "not an IP address"
-    return None
+        return None, "not an IP address"
 
 
 # --- reading rows -----------------------------------------------------------------------------
