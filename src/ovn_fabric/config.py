@@ -6,6 +6,7 @@ The file format, every key and its default are documented in docs/CONFIG.md. In 
     [ovn]         sb_remote, nb_remote       OVSDB remotes (optional: from the local OVS)
                   ssl_private_key, ssl_certificate, ssl_ca_cert
     [ovs]         db_socket                  the local ovsdb-server's unix socket
+    [frr]         vty_socket                 the directory of FRR's vty sockets (optional)
     [bridges.<name>]  gateways               provider bridges the agent may touch (opt-in)
     [exposure]    allow, deny                prefixes the node may advertise
     [reconcile]   debounce_ms, resync_s
@@ -91,6 +92,18 @@ class OvsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FrrSettings:
+    """How to reach the node's FRR through vtysh."""
+
+    vty_socket: PurePosixPath | None = None   # None: vtysh's default (/var/run/frr)
+
+    def vtysh_argv(self) -> tuple[str, ...]:
+        if self.vty_socket is None:
+            return ("vtysh",)
+        return ("vtysh", "--vty_socket", str(self.vty_socket))
+
+
+@dataclass(frozen=True, slots=True)
 class BridgeSettings:
     """A provider bridge the agent manages: routes, neighbours, flows and addresses on it."""
 
@@ -160,6 +173,7 @@ class Settings:
     node: NodeIdentity = NodeIdentity()
     ovn: OvnSettings = OvnSettings()
     ovs: OvsSettings = OvsSettings()
+    frr: FrrSettings = FrrSettings()
     reconcile: ReconcileTimings = ReconcileTimings()
     status: StatusSettings = StatusSettings()
     log_level: LogLevel = LogLevel.INFO
@@ -303,13 +317,14 @@ def _settings(top: _Table) -> Settings:
     node = _node(top.table("node"))
     ovn = _ovn(top.table("ovn"))
     ovs = _ovs(top.table("ovs"))
+    frr = _frr(top.table("frr"))
     bridges = _bridges(top)
     exposure = _exposure(top.table("exposure"), bridges)
     reconcile = _reconcile(top.table("reconcile"))
     status = _status(top.table("status"))
     log_level = _log_level(top.table("log"))
     top.finish()
-    return Settings(bridges=bridges, exposure=exposure, node=node, ovn=ovn, ovs=ovs,
+    return Settings(bridges=bridges, exposure=exposure, node=node, ovn=ovn, ovs=ovs, frr=frr,
                     reconcile=reconcile, status=status, log_level=log_level)
 
 
@@ -382,6 +397,12 @@ def _ovs(table: _Table) -> OvsSettings:
     socket = _absolute_path(table, "db_socket")
     table.finish()
     return OvsSettings(db_socket=socket or DEFAULT_OVS_DB_SOCKET)
+
+
+def _frr(table: _Table) -> FrrSettings:
+    socket = _absolute_path(table, "vty_socket")
+    table.finish()
+    return FrrSettings(vty_socket=socket)
 
 
 def _bridges(top: _Table) -> tuple[BridgeSettings, ...]:

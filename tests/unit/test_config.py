@@ -298,3 +298,15 @@ sb_remote = "tcp:192.0.2.10:6642, tcp:[2001:db8::10]:6642,tcp:ovn-sb,unix:/run/o
 
     assert settings.ovn.sb_remote == (
         "tcp:192.0.2.10:6642, tcp:[2001:db8::10]:6642,tcp:ovn-sb,unix:/run/ovn/ovnsb_db.sock")
+
+
+def test_frr_section() -> None:
+    base = '[bridges.br-ex]\ngateways = ["172.24.4.1/24"]\n'
+    assert config.parse(base).frr == config.FrrSettings()
+    assert config.parse(base).frr.vtysh_argv() == ("vtysh",)
+    settings = config.parse(base + '[frr]\nvty_socket = "/run/x/frr"\n')
+    assert settings.frr.vtysh_argv() == ("vtysh", "--vty_socket", "/run/x/frr")
+    with pytest.raises(ConfigError, match=r"frr.vty_socket: 'frr' is not an absolute path"):
+        config.parse(base + '[frr]\nvty_socket = "frr"\n')
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'socket'"):
+        config.parse(base + '[frr]\nsocket = "/x"\n')
