@@ -8,6 +8,8 @@
     ovn-fabric lab vm add NAME --node NODE [--ip4 A] [--ip6 A] | vm del NAME | vm list
     ovn-fabric lab link cut A B [--silent] [--index N] | link restore A B [--index N]
     ovn-fabric lab vip move NODE
+    ovn-fabric agent --config FILE
+    ovn-fabric status [--url http://127.0.0.1:9247] [--json]
 """
 
 from __future__ import annotations
@@ -145,11 +147,52 @@ def _vm_line(made: Vm) -> str:
             f"port {made.port_id}")
 
 
+def _status(url: str, *, as_json: bool) -> int:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/status", timeout=5) as reply:  # noqa: S310
+            report = json.load(reply)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"ovn-fabric: error: no agent status at {url}: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"agent state: {report.get('state')}")
+    last = report.get("last_pass")
+    if last:
+        print(f"last pass: {last['seconds']} s, triggers {last['triggers']}")
+        for d in last["drivers"]:
+            print(f"  {d['driver']:7} {d['changes']:5} change(s)  {d['seconds']:.4f} s"
+                  + "".join(f"\n          FAILED: {f}" for f in d["failures"]))
+    print("\nadvertised:")
+    for a in report.get("advertised", []):
+        print(f"  {a['prefix']:28} {a['reason']:14} port {a['port']}  network {a['network']}"
+              f"  ({a['rule']})")
+    print("\nrefused:")
+    for r in report.get("refused", []) or [{"address": "none", "port": "", "why": ""}]:
+        print(f"  {r['address']:28} {r['port']}  {r['why']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ovn-fabric", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _lab_parser(sub)
+    p = sub.add_parser("agent", help="run the per-node agent")
+    p.add_argument("--config", required=True, help="the agent's settings file (TOML)")
+    p = sub.add_parser("status", help="what the node's agent advertises and refuses, and why")
+    p.add_argument("--url", default="http://127.0.0.1:9247", help="the agent's status endpoint")
+    p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "agent":
+        from ovn_fabric.agent.main import main as agent_main  # noqa: PLC0415
+
+        return agent_main(args.config)
+    if args.command == "status":
+        return _status(args.url, as_json=args.json)
     from ovn_fabric.lab.lab import LabError  # noqa: PLC0415
     from ovn_fabric.lab.sh import CommandError  # noqa: PLC0415
     from ovn_fabric.lab.topology import TopologyError  # noqa: PLC0415

@@ -76,6 +76,10 @@ class FlowChanges:
     delete: tuple[OwnedFlow, ...] = ()
     add: tuple[OwnedFlow, ...] = ()
     blocked: tuple[Blocked, ...] = ()
+    # Rules whose patch port OVN has not created (yet): ovn-controller adds a network's patch
+    # port only once the network is local to the chassis. Not a failure; looked at again on
+    # every sync.
+    waiting: tuple[Blocked, ...] = ()
 
     @property
     def operations(self) -> int:
@@ -139,7 +143,7 @@ def parse_dump_line(bridge: str, line: str) -> OwnedFlow | None:
 
 
 def _wanted(desired: Iterable[EgressFlow], actual: FlowState,
-            blocked: list[Blocked]) -> set[OwnedFlow]:
+            blocked: list[Blocked], waiting: list[Blocked]) -> set[OwnedFlow]:
     wanted: set[OwnedFlow] = set()
     for flow in sorted(desired, key=lambda f: (f.bridge, f.patch_port, f.vlan or 0)):
         what = f"egress flow {flow.bridge}/{flow.patch_port}" + (
@@ -149,8 +153,9 @@ def _wanted(desired: Iterable[EgressFlow], actual: FlowState,
         if flow.bridge not in actual.readable:
             reason = actual.unreadable.get(flow.bridge, f"bridge {flow.bridge} was not read")
         elif ofport is None:
-            reason = (f"port {flow.patch_port!r} is not on bridge {flow.bridge} "
-                      "or has no OpenFlow port number yet")
+            waiting.append(Blocked(what, f"port {flow.patch_port!r} is not on bridge "
+                                         f"{flow.bridge} or has no OpenFlow port number yet"))
+            continue
         elif mac is None:
             reason = f"the MAC of bridge {flow.bridge} is not known yet"
         else:
@@ -163,10 +168,12 @@ def _wanted(desired: Iterable[EgressFlow], actual: FlowState,
 def diff(desired: Iterable[EgressFlow], actual: FlowState) -> FlowChanges:
     """The changes that leave exactly the wanted rules of ours on every readable bridge."""
     blocked: list[Blocked] = []
-    wanted = _wanted(desired, actual, blocked)
+    waiting: list[Blocked] = []
+    wanted = _wanted(desired, actual, blocked, waiting)
     ours = {f for f in actual.flows if is_ours(f.cookie) and f.bridge in actual.readable}
     return FlowChanges(
         delete=tuple(sorted(ours - wanted)),
         add=tuple(sorted(wanted - ours)),
         blocked=tuple(sorted(set(blocked))),
+        waiting=tuple(sorted(set(waiting))),
     )

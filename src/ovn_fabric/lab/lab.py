@@ -129,7 +129,7 @@ def _build_fabric(lab: Lab, progress: Progress) -> None:
 
 
 def _build_ovn(lab: Lab, progress: Progress) -> None:
-    from ovn_fabric.lab import ovn  # noqa: PLC0415  (the OVN side is optional for fabric tests)
+    from ovn_fabric.lab import agents, ovn  # noqa: PLC0415  (optional for fabric tests)
 
     topo, paths = lab.topology, lab.paths
     with _step(progress, "OVN control plane (NB, SB, northd) on " + topo.controller.name):
@@ -151,6 +151,8 @@ def _build_ovn(lab: Lab, progress: Progress) -> None:
                          timeout=30)
     with _step(progress, f"provider network {topo.provider.name!r}, created as Neutron does"):
         ovn.create_provider_network(paths, topo.controller.name, topo.provider)
+    with _step(progress, f"ovn-fabric agent on {len(topo.chassis)} chassis, in sync"):
+        agents.start_all(lab)
 
 
 # --- tear-down --------------------------------------------------------------------------------

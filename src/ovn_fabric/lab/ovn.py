@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovn_fabric.lab.paths import LabPaths
+from ovn_fabric.lab.procs import terminate
 from ovn_fabric.lab.sh import output, run, wait_until
 from ovn_fabric.lab.topology import ProviderNetwork
 
@@ -323,6 +324,22 @@ def start_chassis(
         run(["ip", "-n", netns, "link", "set", "dev", bridge, "up"])
     # ovn-controller 23.03 has no --unixctl: its socket is $OVN_RUNDIR/ovn-controller.<pid>.ctl.
     _daemon(paths, device, ovn_dir, "ovn-controller", ["ovn-controller", f"unix:{sock}"])
+
+
+def restart_vswitchd(paths: LabPaths, device: str) -> None:
+    """Kill the chassis' ovs-vswitchd and start it again, as an upgrade or a crash would. Flows
+    that no controller re-installs are lost (LAB_NOTES: whoever owns them must notice)."""
+    ovs_dir = paths.ovs_dir(device)
+    pid = int((ovs_dir / "ovs-vswitchd.pid").read_text())
+    terminate([pid])
+    _daemon(paths, device, ovs_dir, "ovs-vswitchd",
+            ["ovs-vswitchd", f"unix:{ovs_socket(paths, device)}"])
+    netns = paths.netns(device)
+    bridges = vsctl(paths, device, "list-br").split()
+    for bridge in bridges:
+        wait_until(functools.partial(_link_exists, netns, bridge),
+                   timeout=DAEMON_TIMEOUT, what=f"the tap of {bridge} on {device}")
+        run(["ip", "-n", netns, "link", "set", "dev", bridge, "up"])
 
 
 def chassis_external_ids(paths: LabPaths, device: str) -> dict[str, str]:

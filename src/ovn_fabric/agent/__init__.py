@@ -1,0 +1,1 @@
+"""The per-node agent: OVN in, kernel routes, neighbours, flows and FRR out."""

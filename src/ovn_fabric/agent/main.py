@@ -1,0 +1,117 @@
+"""`ovn-fabric agent --config FILE`: wire the reader, the planner and the drivers, and run.
+
+Threads: the OVSDB reader's (marks OVN), the netlink watch's (marks KERNEL), the status HTTP
+server's, and the main thread, which runs the reconcile loop. The loop is the only thread that
+plans and writes, so no state is shared beyond the marks.
+
+Stopping (SIGTERM, SIGINT) withdraws nothing: routes, neighbours and flows stay in place, and a
+restarted agent adopts them (read back, diff: nothing to do). Killing it with SIGKILL is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from ovn_fabric.agent.kernel_watch import KernelWatch
+from ovn_fabric.agent.reconcile import Loop, Outcome, Reconciler, Trigger
+from ovn_fabric.agent.status import Status, serve
+from ovn_fabric.config import Settings
+from ovn_fabric.dataplane import frr
+from ovn_fabric.dataplane.flows import FlowDriver, OvsTarget
+from ovn_fabric.dataplane.kernel import KernelDriver
+from ovn_fabric.frr.exposure import ExposureConfig
+from ovn_fabric.ovn.reader import Reader
+
+log = logging.getLogger("ovn_fabric.agent")
+
+
+class _Reporter:
+    """Logs what changes between passes (not every pass: a quiet agent logs nothing)."""
+
+    def __init__(self, status: Status) -> None:
+        self._status = status
+        self._last_state = ""
+
+    def __call__(self, outcome: Outcome) -> None:
+        self._status.record(outcome)
+        state = ("waiting for the first full read of OVN" if outcome.waiting_for_ovn
+                 else "in sync" if outcome.ok else "degraded")
+        if state != self._last_state:
+            log.info("state: %s", state)
+            self._last_state = state
+        for driver in outcome.drivers:
+            if driver.changes:
+                log.info("%s: %d change(s) applied in %.3f s", driver.driver, driver.changes,
+                         driver.seconds)
+            for failure in driver.failures:
+                log.warning("%s: %s", driver.driver, failure)
+        if outcome.planned and outcome.desired is not None:
+            d = outcome.desired
+            log.info("plan: %d prefix(es) advertised, %d refused", len(d.exposures),
+                     len(d.refusals))
+            for refusal in d.refusals:
+                log.warning("refused %s (port %s): %s", refusal.what, refusal.port, refusal.why)
+
+
+def run(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level.value.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    status = Status()
+    loops: list[Loop] = []
+
+    def mark(trigger: Trigger) -> None:
+        for loop in loops:
+            loop.mark(trigger)
+
+    bridges = [b.name for b in settings.bridges]
+    vtysh = frr.Vtysh(settings.frr.vtysh_argv())
+
+    def sync_frr(wanted: ExposureConfig) -> list[str]:
+        return frr.reconcile(vtysh, wanted)
+
+    reader = Reader(ovs_socket=str(settings.ovs.db_socket),
+                    on_change=lambda: mark(Trigger.OVN), sb_remote=settings.ovn.sb_remote)
+    kernel = KernelDriver()
+    flows = FlowDriver(OvsTarget(rundir=Path(str(settings.ovs.db_socket)).parent))
+    reconciler = Reconciler(settings, reader, kernel=kernel, flows=flows, frr=sync_frr)
+    loop = Loop(reconciler, _Reporter(status), debounce_s=settings.reconcile.debounce_ms / 1000,
+                resync_s=settings.reconcile.resync_s)
+    loops.append(loop)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping (nothing is withdrawn)", signum)
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server = None
+    if settings.status.enabled:
+        server = serve(status, str(settings.status.host), settings.status.port)
+        log.info("status on http://%s:%d/status", settings.status.host, settings.status.port)
+    watch = KernelWatch(bridges, lambda: mark(Trigger.KERNEL)).start()
+    reader.start()
+    log.info("agent started: bridges %s", ", ".join(bridges))
+    try:
+        loop.run()
+    finally:
+        watch.close()
+        reader.close()
+        kernel.close()
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+def main(config_path: str) -> int:
+    from ovn_fabric.config import ConfigError, load  # noqa: PLC0415
+
+    try:
+        settings = load(config_path)
+    except ConfigError as exc:
+        print(f"ovn-fabric agent: {exc}", file=sys.stderr)
+        return 2
+    return run(settings)

@@ -1,0 +1,232 @@
+"""One reconcile pass, and the loop that decides when to run one.
+
+A pass (`Reconciler.reconcile`) is level-triggered: it ignores *what* changed. It takes a synced
+snapshot of OVN, plans the whole desired state, and lets each driver read back, diff and apply.
+The triggers only decide which drivers must look:
+
+    OVN      the reader saw a change: plan again; the kernel is synced if the plan changed
+    KERNEL   the netlink watch saw our state touched: sync the kernel
+    TICK     every DRIFT_CHECK_S: flows and FRR (cheap reads: ~15 ms and ~20 ms), which is how
+             a restarted ovs-vswitchd or bgpd, or a flow deleted by hand, is repaired
+    RESYNC   every `resync_s`: everything, whatever we believe
+
+Two rules from felix:
+- Nothing is touched until the first complete read of OVN is in (`synced_snapshot()` is None
+  until then). An empty plan from a half-read database would withdraw every route.
+- A failing driver does not stop the others, and is retried on the next pass. Its failure is
+  recorded in the outcome: status, metrics and logs report it, never silently drop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Flag, auto
+from typing import Protocol
+
+from ovn_fabric.config import Settings
+from ovn_fabric.dataplane.flows import FlowSync, OvsCommandError
+from ovn_fabric.dataplane.frr import FrrError
+from ovn_fabric.dataplane.kernel import SyncResult
+from ovn_fabric.frr.exposure import ExposureConfig, exposure_config
+from ovn_fabric.model import DesiredState, EgressFlow
+from ovn_fabric.ovn.view import OvnView
+from ovn_fabric.plan import plan
+
+log = logging.getLogger(__name__)
+
+DRIFT_CHECK_S = 0.5       # flows and FRR are re-read this often: repairs within a second
+RETRY_S = 0.5             # a pass with a failure is retried this soon
+MAX_DEBOUNCE_FACTOR = 5   # a stream of changes delays a pass by at most 5 x debounce
+
+
+class Trigger(Flag):
+    NONE = 0
+    OVN = auto()
+    KERNEL = auto()
+    TICK = auto()
+    RESYNC = auto()
+
+
+class OvnSource(Protocol):
+    def synced_snapshot(self) -> OvnView | None: ...
+
+
+class KernelSync(Protocol):
+    def sync(self, desired: DesiredState) -> SyncResult: ...
+
+
+class FlowsSync(Protocol):
+    def sync(self, flows: Iterable[EgressFlow], bridges: Iterable[str] = ()) -> FlowSync: ...
+
+
+class FrrSync(Protocol):
+    def __call__(self, wanted: ExposureConfig) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DriverOutcome:
+    driver: str                 # "kernel", "flows", "frr"
+    changes: int                # operations applied (0: it was already right)
+    failures: tuple[str, ...]   # operations refused, or why the driver could not run at all
+    seconds: float
+    waiting: tuple[str, ...] = ()   # wanted, but waiting on something OVN has not made yet
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one pass saw and did."""
+
+    triggers: Trigger
+    waiting_for_ovn: bool = False
+    planned: bool = False               # the plan was recomputed (and differed)
+    desired: DesiredState | None = None
+    drivers: tuple[DriverOutcome, ...] = ()
+    seconds: float = 0.0
+    finished_at: float = field(default=0.0, compare=False)   # time.time()
+
+    @property
+    def ok(self) -> bool:
+        return not self.waiting_for_ovn and all(d.ok for d in self.drivers)
+
+
+class Reconciler:
+    """Plans and drives. Not thread-safe: the loop calls it from one thread."""
+
+    def __init__(self, settings: Settings, source: OvnSource, *, kernel: KernelSync,
+                 flows: FlowsSync, frr: FrrSync,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._source, self._kernel, self._flows, self._frr = source, kernel, flows, frr
+        self._clock = clock
+        self._view: OvnView | None = None
+        self._desired: DesiredState | None = None
+        self._kernel_dirty = True
+        self._bridges = tuple(b.name for b in settings.bridges)
+        self._frr_wanted = exposure_config(self._bridges, settings.exposure)
+        self._waiting: tuple[str, ...] = ()
+
+    @property
+    def desired(self) -> DesiredState | None:
+        """The last plan (None before the first synced read)."""
+        return self._desired
+
+    def reconcile(self, triggers: Trigger) -> Outcome:
+        start = self._clock()
+        view = self._source.synced_snapshot()
+        if view is None:
+            return Outcome(triggers, waiting_for_ovn=True, seconds=self._clock() - start,
+                           finished_at=time.time())
+        planned = False
+        if view != self._view or self._desired is None:
+            desired = plan(view, self.settings)
+            planned = desired != self._desired
+            self._view, self._desired = view, desired
+            self._kernel_dirty |= planned
+        desired = self._desired
+        drivers = []
+        if self._kernel_dirty or triggers & (Trigger.KERNEL | Trigger.RESYNC):
+            kernel = self._run("kernel", lambda: self._sync_kernel(desired))
+            self._kernel_dirty = not kernel.ok
+            drivers.append(kernel)
+        drivers.append(self._run("flows", lambda: self._sync_flows(desired)))
+        drivers.append(self._run("frr", lambda: (len(self._frr(self._frr_wanted)), ())))
+        return Outcome(triggers, planned=planned, desired=desired, drivers=tuple(drivers),
+                       seconds=self._clock() - start, finished_at=time.time())
+
+    def _sync_kernel(self, desired: DesiredState) -> tuple[int, tuple[str, ...]]:
+        result = self._kernel.sync(desired)
+        failures = [f"{f.what}: {f.reason}" for f in result.report.failures]
+        failures += [f"{b.what}: {b.reason}" for b in result.changes.blocked]
+        return result.report.attempted, tuple(failures)
+
+    def _sync_flows(self, desired: DesiredState) -> tuple[int, tuple[str, ...]]:
+        result = self._flows.sync(desired.flows, self._bridges)
+        failures = [f"{f.bridge}: {f.reason}" for f in result.report.failures]
+        failures += [f"{b.what}: {b.reason}" for b in result.changes.blocked]
+        self._waiting = tuple(f"{b.what}: {b.reason}" for b in result.changes.waiting)
+        return result.report.attempted, tuple(failures)
+
+    def _run(self, name: str, step: Callable[[], tuple[int, tuple[str, ...]]]
+             ) -> DriverOutcome:
+        start = self._clock()
+        try:
+            changes, failures = step()
+        except (OSError, OvsCommandError, FrrError) as exc:   # the daemon or kernel said no
+            changes, failures = 0, (f"{type(exc).__name__}: {exc}",)
+        waiting, self._waiting = self._waiting, ()
+        return DriverOutcome(name, changes, failures, self._clock() - start, waiting)
+
+
+class Loop:
+    """Runs passes when triggered: debounced OVN and kernel changes, a drift tick, a resync.
+    `mark` may be called from any thread (the OVSDB reader's, the netlink watch's)."""
+
+    def __init__(self, reconciler: Reconciler, on_outcome: Callable[[Outcome], None],
+                 *, debounce_s: float, resync_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._reconciler = reconciler
+        self._on_outcome = on_outcome
+        self._debounce = debounce_s
+        self._resync = resync_s
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._pending = Trigger.NONE
+        self._changes = 0
+        self._stop = False
+
+    def mark(self, trigger: Trigger) -> None:
+        with self._cond:
+            self._pending |= trigger
+            self._changes += 1
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+
+    def _debounce_wait(self) -> None:
+        """Wait until no change arrived for `debounce` s, at most MAX_DEBOUNCE_FACTOR times."""
+        deadline = self._clock() + self._debounce * MAX_DEBOUNCE_FACTOR
+        while not self._stop:
+            seen = self._changes
+            quiet_until = min(self._clock() + self._debounce, deadline)
+            while not self._stop and self._changes == seen and self._clock() < quiet_until:
+                self._cond.wait(quiet_until - self._clock())
+            if self._changes == seen or self._clock() >= deadline:
+                return
+
+    def run(self) -> None:
+        now = self._clock()
+        next_tick, next_resync = now, now + self._resync
+        while True:
+            with self._cond:
+                while not self._stop and not self._pending:
+                    timeout = min(next_tick, next_resync) - self._clock()
+                    if timeout <= 0:
+                        break
+                    self._cond.wait(timeout)
+                if self._stop:
+                    return
+                if self._pending:
+                    self._debounce_wait()
+                triggers, self._pending = self._pending, Trigger.NONE
+            now = self._clock()
+            if now >= next_tick:
+                triggers |= Trigger.TICK
+                next_tick = now + DRIFT_CHECK_S
+            if now >= next_resync:
+                triggers |= Trigger.RESYNC
+                next_resync = now + self._resync
+            outcome = self._reconciler.reconcile(triggers)
+            self._on_outcome(outcome)
+            if not outcome.ok:
+                next_tick = min(next_tick, self._clock() + RETRY_S)
