@@ -6,8 +6,11 @@ The triggers only decide which drivers must look:
 
     OVN      the reader saw a change: plan again; the kernel is synced if the plan changed
     KERNEL   the netlink watch saw our state touched: sync the kernel
-    TICK     every DRIFT_CHECK_S: flows and FRR (cheap reads: ~15 ms and ~20 ms), which is how
-             a restarted ovs-vswitchd or bgpd, or a flow deleted by hand, is repaired
+    TICK     every DRIFT_CHECK_S: flows (a ~15-25 ms read), which is how a restarted
+             ovs-vswitchd or a flow deleted by hand is repaired within a second
+    FRR      every FRR_CHECK_S: FRR (vtysh costs ~60 ms a read, too dear for every tick), which
+             is how the agent's block is restored after bgpd restarts (the routes themselves
+             stay in the kernel meanwhile)
     RESYNC   every `resync_s`: everything, whatever we believe
 
 Two rules from felix:
@@ -38,7 +41,8 @@ from ovn_fabric.plan import plan
 
 log = logging.getLogger(__name__)
 
-DRIFT_CHECK_S = 0.5       # flows and FRR are re-read this often: repairs within a second
+DRIFT_CHECK_S = 0.5       # flows are re-read this often: repairs within a second
+FRR_CHECK_S = 2.0         # FRR's running config is re-read this often
 RETRY_S = 0.5             # a pass with a failure is retried this soon
 MAX_DEBOUNCE_FACTOR = 5   # a stream of changes delays a pass by at most 5 x debounce
 
@@ -48,6 +52,7 @@ class Trigger(Flag):
     OVN = auto()
     KERNEL = auto()
     TICK = auto()
+    FRR = auto()
     RESYNC = auto()
 
 
@@ -109,6 +114,7 @@ class Reconciler:
         self._view: OvnView | None = None
         self._desired: DesiredState | None = None
         self._kernel_dirty = True
+        self._frr_dirty = True
         self._bridges = tuple(b.name for b in settings.bridges)
         self._frr_wanted = exposure_config(self._bridges, settings.exposure)
         self._waiting: tuple[str, ...] = ()
@@ -137,7 +143,10 @@ class Reconciler:
             self._kernel_dirty = not kernel.ok
             drivers.append(kernel)
         drivers.append(self._run("flows", lambda: self._sync_flows(desired)))
-        drivers.append(self._run("frr", lambda: (len(self._frr(self._frr_wanted)), ())))
+        if self._frr_dirty or triggers & (Trigger.FRR | Trigger.RESYNC):
+            frr = self._run("frr", lambda: (len(self._frr(self._frr_wanted)), ()))
+            self._frr_dirty = not frr.ok
+            drivers.append(frr)
         return Outcome(triggers, planned=planned, desired=desired, drivers=tuple(drivers),
                        seconds=self._clock() - start, finished_at=time.time())
 
@@ -206,11 +215,11 @@ class Loop:
 
     def run(self) -> None:
         now = self._clock()
-        next_tick, next_resync = now, now + self._resync
+        next_tick, next_frr, next_resync = now, now + FRR_CHECK_S, now + self._resync
         while True:
             with self._cond:
                 while not self._stop and not self._pending:
-                    timeout = min(next_tick, next_resync) - self._clock()
+                    timeout = min(next_tick, next_frr, next_resync) - self._clock()
                     if timeout <= 0:
                         break
                     self._cond.wait(timeout)
@@ -223,6 +232,9 @@ class Loop:
             if now >= next_tick:
                 triggers |= Trigger.TICK
                 next_tick = now + DRIFT_CHECK_S
+            if now >= next_frr:
+                triggers |= Trigger.FRR
+                next_frr = now + FRR_CHECK_S
             if now >= next_resync:
                 triggers |= Trigger.RESYNC
                 next_resync = now + self._resync

@@ -1,0 +1,175 @@
+"""The reconcile pass and loop, with in-memory drivers and injected faults (felix's way): the
+outcome asserted is the state the fakes end up in, not the calls made."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ovn_fabric import config
+from ovn_fabric.agent.reconcile import Loop, Outcome, Reconciler, Trigger
+from ovn_fabric.dataplane.flow_state import FlowChanges
+from ovn_fabric.dataplane.flows import FlowReport, FlowSync
+from ovn_fabric.dataplane.frr import FrrError
+from ovn_fabric.dataplane.kernel import ApplyReport, SyncResult
+from ovn_fabric.dataplane.kernel_state import diff as kernel_diff
+from ovn_fabric.frr.exposure import ExposureConfig
+from ovn_fabric.lab.sh import wait_until
+from ovn_fabric.model import DesiredState, EgressFlow
+from ovn_fabric.ovn.view import OvnView, build_view
+
+from ..dataplane.memkernel import MemKernel
+from .neutron_rows import chassis_row, datapath_row, localnet_row, vm_port_row
+
+SETTINGS = config.parse('[bridges.br-ex]\ngateways = ["172.24.4.1/24"]\n')
+LOCAL = "compute-0"
+DP = "3f2a0c1e-0000-4000-8000-000000000001"
+NET = "9d8c7b6a-0000-4000-8000-000000000002"
+SEG = "a1b2c3d4-0000-4000-8000-000000000003"
+
+
+def view(*addresses: str) -> OvnView:
+    ports = [vm_port_row(f"port-{i}", DP, NET, [f"fa:16:3e:00:00:{i:02x} {a}"], chassis=LOCAL)
+             for i, a in enumerate(addresses)]
+    return build_view(local_chassis=LOCAL, bridge_mappings="datacentre:br-ex",
+                      chassis=[chassis_row(LOCAL, LOCAL)],
+                      datapaths=[datapath_row(DP, NET, "public", 1)],
+                      port_bindings=[localnet_row(SEG, DP, "datacentre"), *ports])
+
+
+@dataclass
+class Source:
+    current: OvnView | None = None
+
+    def synced_snapshot(self) -> OvnView | None:
+        return self.current
+
+
+@dataclass
+class Kernel:
+    mem: MemKernel = field(default_factory=lambda: MemKernel(devices={"br-ex"}))
+    fail_next: OSError | None = None
+
+    def sync(self, desired: DesiredState) -> SyncResult:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        changes = kernel_diff(desired, self.mem.read())
+        self.mem.apply(changes)
+        return SyncResult(changes, ApplyReport(changes.operations))
+
+    @property
+    def routes(self) -> set[str]:
+        return {str(r.dst) for r in self.mem.read().routes}
+
+
+@dataclass
+class Flows:
+    installed: frozenset[EgressFlow] = frozenset()
+    reads: int = 0
+
+    def sync(self, flows: Iterable[EgressFlow], bridges: Iterable[str] = ()) -> FlowSync:
+        self.reads += 1
+        wanted = frozenset(flows)
+        changed = len(wanted ^ self.installed)
+        self.installed = wanted
+        return FlowSync(FlowChanges(), FlowReport(changed))
+
+
+@dataclass
+class Frr:
+    applied: ExposureConfig | None = None
+    fail_next: bool = False
+
+    def __call__(self, wanted: ExposureConfig) -> list[str]:
+        if self.fail_next:
+            self.fail_next = False
+            raise FrrError("vtysh exited 1: bgpd is not running")
+        changed = [] if self.applied == wanted else ["(the block)"]
+        self.applied = wanted
+        return changed
+
+
+def make(source: Source) -> tuple[Reconciler, Kernel, Flows, Frr]:
+    kernel, flows, frr = Kernel(), Flows(), Frr()
+    return Reconciler(SETTINGS, source, kernel=kernel, flows=flows, frr=frr), kernel, flows, frr
+
+
+def test_nothing_is_touched_before_the_first_full_read_of_ovn() -> None:
+    source = Source(None)
+    reconciler, kernel, flows, frr = make(source)
+    kernel.mem.routes.clear()
+    outcome = reconciler.reconcile(Trigger.RESYNC)
+    assert outcome.waiting_for_ovn
+    assert not outcome.ok
+    assert (kernel.routes, flows.installed, frr.applied) == (set(), frozenset(), None)
+
+
+def test_a_synced_view_is_programmed_by_every_driver() -> None:
+    reconciler, kernel, flows, frr = make(Source(view("172.24.4.10", "172.24.4.11")))
+    outcome = reconciler.reconcile(Trigger.OVN)
+    assert outcome.ok
+    assert outcome.planned
+    assert kernel.routes == {"172.24.4.10/32", "172.24.4.11/32"}
+    assert flows.installed == {EgressFlow("br-ex", f"patch-provnet-{SEG}-to-br-int")}
+    assert frr.applied is not None
+
+
+def test_withdrawal_is_absence_from_the_plan() -> None:
+    source = Source(view("172.24.4.10", "172.24.4.11"))
+    reconciler, kernel, _, _ = make(source)
+    reconciler.reconcile(Trigger.OVN)
+    source.current = view("172.24.4.11")
+    reconciler.reconcile(Trigger.OVN)
+    assert kernel.routes == {"172.24.4.11/32"}
+
+
+def test_a_failing_driver_does_not_stop_the_others_and_is_retried() -> None:
+    reconciler, kernel, flows, frr = make(Source(view("172.24.4.10")))
+    kernel.fail_next = OSError(105, "No buffer space available")
+    frr.fail_next = True
+    first = reconciler.reconcile(Trigger.OVN)
+    assert not first.ok
+    failed = {d.driver: d.failures for d in first.drivers if d.failures}
+    assert set(failed) == {"kernel", "frr"}
+    assert "No buffer space available" in failed["kernel"][0]
+    assert flows.installed != frozenset()         # the flow driver still ran
+    assert kernel.routes == set()
+    # the next pass, even a mere tick, retries the failed drivers and succeeds
+    second = reconciler.reconcile(Trigger.TICK)
+    assert second.ok
+    assert kernel.routes == {"172.24.4.10/32"}
+    assert frr.applied is not None
+
+
+def test_a_tick_with_an_unchanged_plan_reads_only_the_flows() -> None:
+    reconciler, kernel, _, _ = make(Source(view("172.24.4.10")))
+    reconciler.reconcile(Trigger.OVN)
+    kernel.mem.routes.clear()                 # drift the tick must not see: the kernel watch
+    outcome = reconciler.reconcile(Trigger.TICK)
+    assert [d.driver for d in outcome.drivers] == ["flows"]
+    assert kernel.routes == set()
+    reconciler.reconcile(Trigger.KERNEL)      # ... which marks KERNEL: repaired
+    assert kernel.routes == {"172.24.4.10/32"}
+
+
+def test_the_loop_runs_a_pass_after_a_mark_and_stops() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, _, _ = make(source)
+    outcomes: list[Outcome] = []
+    loop = Loop(reconciler, outcomes.append, debounce_s=0.01, resync_s=3600)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        wait_until(lambda: kernel.routes == {"172.24.4.10/32"}, timeout=5,
+                   what="the first pass")
+        source.current = view("172.24.4.10", "172.24.4.12")
+        loop.mark(Trigger.OVN)
+        wait_until(lambda: "172.24.4.12/32" in kernel.routes, timeout=5,
+                   what="a pass after the OVN mark")
+    finally:
+        loop.stop()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert any(o.triggers & Trigger.OVN for o in outcomes)
