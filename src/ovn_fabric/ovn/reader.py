@@ -1,0 +1,587 @@
+"""The OVSDB reader: the local OVS facts and the OVN Southbound rows this node needs, kept live in
+one background thread, handed out as frozen `OvnView`s.
+
+    reader = Reader(ovs_socket="/run/openvswitch/db.sock", on_change=loop.mark_dirty)
+    reader.start()
+    ...
+    view = reader.synced_snapshot()     # None until the first complete read
+    reader.close()
+
+Two databases, both read-only, both through the `ovs` Python IDL (`_ovsdb.py` holds every
+untyped call), both with the schema fetched from the server first (only columns the server has
+are registered; the schema files are a fallback for a server that refuses `get_schema`):
+
+1. Local OVS (`Open_vSwitch` table, `external_ids` column only; one row): `system-id` (our
+   Chassis.name), `hostname`, `ovn-remote` (where the Southbound is, unless the caller overrides
+   it), `ovn-bridge-mappings`, `ovn-bridge`. Live: a changed mapping or system-id reaches the
+   view, a changed `ovn-remote` moves the Southbound connection.
+2. Southbound (`OVN_Southbound`), columns: Chassis name, hostname; Datapath_Binding tunnel_key,
+   external_ids; Port_Binding logical_port, type, datapath, mac, chassis, options, external_ids,
+   virtual_parent, tag, nat_addresses, and up (OVN >= 21.03), requested_chassis (21.12),
+   additional_chassis (22.06) when the server's schema has them. Chassis encaps are not read:
+   the view has no use for them yet (an Encap condition `chassis_name == <system-id>` would make
+   them cheap when it does).
+
+Conditional monitoring (the point of this module)
+-------------------------------------------------
+The agent must receive data in proportion to its own node's workloads, not to the size of the
+cloud. OVSDB `monitor_cond` conditions are a list of clauses, a row matches if ANY clause
+matches (clauses cannot be ANDed), and `conditions()` builds them from what was received so far:
+
+Chassis: `name == <system-id>` (our own row; its `_uuid` is what Port_Binding refers to) OR
+    `_uuid == C` for each chassis C referenced by a Port_Binding received (a gateway holding a
+    router port, the source or target of a live migration, the chassis of a virtual port), so
+    that every reference in the view resolves to a Chassis.name.
+Port_Binding:
+    `chassis == <our uuid>`: the ports bound here, the workloads themselves.
+    `requested_chassis == <our uuid>`: ports Neutron placed here that ovn-controller has not
+        claimed yet (or that a live migration is moving away): seen before they come up.
+    `additional_chassis includes <our uuid>`: the target side of a live migration.
+    `type == "localnet"`: one per provider network segment; they say which datapaths are
+        provider networks, with their physnet (`options:network_name`) and VLAN (`tag`).
+    `type == "chassisredirect"`: one per router gateway port (cr-lrp), wherever it is active
+        (next issue: gateways and floating IPs).
+    `type == "virtual"`: virtual ports (allowed-address-pair VIPs) wherever they are (next
+        issue); few in any cloud.
+    `options includes {peer: <distributed-port>}` for each chassisredirect bound here: the
+        provider-side patch port of that router's gateway, which carries the `nat_addresses`
+        (floating IPs) the gateway answers for. "patch ports of the datapaths of interest" is
+        not expressible cheaply (no AND: `datapath == D` would bring every port of D, i.e.
+        every VM of a provider network), so only the patch ports that matter are named.
+    Until our Chassis row is known (ovn-controller registers after the agent starts, or its
+    row was deleted and re-created with a new `_uuid`) the chassis clauses are absent and only
+    the type clauses remain.
+Datapath_Binding: `_uuid == D` for each datapath referenced by a Port_Binding received; `[False]`
+    while there is none. Updated whenever that set changes.
+
+Cost model, for a node with L ports of its own in a cloud of N ports, C chassis, D datapaths, P
+provider segments, R routers with a gateway, V virtual ports, G gateways active here:
+    received Port_Bindings  ~ L + P + R + V + G        (not N)
+    received Datapaths      <= P + R + V + (datapaths of the L ports)   (not D)
+    received Chassis        <= 1 + chassis referenced by those ports   (not C)
+Every change of a row outside that set costs this agent nothing on the wire. What it costs:
+about three round trips at start (our Chassis -> our ports -> their datapaths and chassis),
+one `monitor_cond_change` each time the set of referenced datapaths or chassis changes, and
+on the server the evaluation of the clauses against each changed row (the Port_Binding
+condition keeps a constant number of clauses, the Datapath_Binding one has one clause per
+datapath of interest but that table rarely changes), and no sharing of the serialised update
+between clients with different conditions. `monitor_all=True` turns conditions off (every row
+of the registered columns, as openstack/ovn-bgp-agent does): the escape hatch, and the baseline
+of bench/sb_sync.py.
+
+When the view is complete: `synced`
+-----------------------------------
+True only while (a) the local OVS is connected and its row read, with a system-id, and (b) the
+Southbound is connected, the reply to this connection's monitor request has arrived, and, for
+each table, the server has acknowledged a condition (no change new or in flight in the IDL's
+`condition_state`) equal to the one `conditions()` computes from the rows now replicated: the
+fixed point. The server sends a condition change's rows before its reply, so an acknowledged
+condition means its rows are there. A disconnection makes it False at once (the IDL keeps the
+last rows, the view stays readable); the IDL reconnects by itself, with `monitor_cond_since`
+(only what changed while away, or a full reload), and `synced` comes back after that and after
+the conditions settle again. Never True before the Southbound was reached: the reconcile loop
+must not remove anything while it is False. Our Chassis row being absent is not a reason to be
+unsynced (the data is complete: nothing is bound here); it is logged.
+
+Life cycle: `start()` runs the loop in one daemon thread: `run()` both IDLs, update the
+conditions, recompute `synced`, then block on the sockets (and a pipe that `close()` writes
+to). Every change of the replicated rows, or of `synced`, calls `on_change()` from that thread,
+outside the lock: it must only mark something dirty. `snapshot()` copies the rows under the
+same lock (no `run()` in between, so never half an update) and builds the view outside it.
+Bad data never raises: `build_view` turns it into Problems. An unreachable database is logged
+(once per outage, after `warn_after` seconds) and retried by the IDL with back-off; the rest of
+the agent keeps running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+
+from ovn_fabric.ovn._ovsdb import Database, JsonValue, Poller, RawRow, use_ssl_files
+from ovn_fabric.ovn.view import OvnView, build_view
+
+LOG = logging.getLogger(__name__)
+
+OVS_DB = "Open_vSwitch"
+SB_DB = "OVN_Southbound"
+OVS_SCHEMA_FILE = Path("/usr/share/openvswitch/vswitch.ovsschema")
+SB_SCHEMA_FILE = Path("/usr/share/ovn/ovn-sb.ovsschema")
+
+OVS_COLUMNS: Mapping[str, tuple[str, ...]] = {"Open_vSwitch": ("external_ids",)}
+SB_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "Chassis": ("name", "hostname"),
+    "Datapath_Binding": ("tunnel_key", "external_ids"),
+    "Port_Binding": (
+        "logical_port", "type", "datapath", "mac", "chassis", "options", "external_ids",
+        "virtual_parent", "tag", "nat_addresses",
+        "up", "requested_chassis", "additional_chassis",
+    ),
+}
+# Columns an older OVN lacks: not worth a warning.
+OPTIONAL_COLUMNS = frozenset({
+    "Port_Binding.up", "Port_Binding.requested_chassis", "Port_Binding.additional_chassis",
+})
+MONITOR_ALL: Mapping[str, list[JsonValue]] = {table: [True] for table in SB_COLUMNS}
+# Port_Binding types received wherever they are bound (see the module docstring).
+GLOBAL_PORT_TYPES = ("localnet", "chassisredirect", "virtual")
+_CHASSIS_REFERENCES = ("chassis", "requested_chassis", "additional_chassis")
+
+
+# --- the conditions (pure) ----------------------------------------------------------------------
+
+
+def conditions(
+    local_chassis_uuid: str | None,
+    datapaths_of_interest: Iterable[str],
+    *,
+    system_id: str | None,
+    chassis_of_interest: Iterable[str] = (),
+    distributed_ports: Iterable[str] = (),
+    port_binding_columns: Collection[str] = SB_COLUMNS["Port_Binding"],
+) -> dict[str, list[JsonValue]]:
+    """The monitor condition of each Southbound table (clauses ORed, sorted: equal inputs give
+    equal conditions). `port_binding_columns` are those the server has: a clause on a column
+    it lacks would be rejected."""
+    chassis: list[JsonValue] = [["name", "==", system_id]] if system_id else []
+    chassis += [["_uuid", "==", ["uuid", c]]
+                for c in sorted(set(chassis_of_interest) - {local_chassis_uuid or ""})]
+    bindings: list[JsonValue] = [["type", "==", kind] for kind in GLOBAL_PORT_TYPES]
+    if local_chassis_uuid:
+        mine: JsonValue = ["uuid", local_chassis_uuid]
+        bindings.append(["chassis", "==", mine])
+        if "requested_chassis" in port_binding_columns:
+            bindings.append(["requested_chassis", "==", mine])
+        if "additional_chassis" in port_binding_columns:
+            bindings.append(["additional_chassis", "includes", mine])
+    bindings += [["options", "includes", ["map", [["peer", port]]]]
+                 for port in sorted(set(distributed_ports))]
+    datapaths: list[JsonValue] = [["_uuid", "==", ["uuid", d]]
+                                  for d in sorted(set(datapaths_of_interest))]
+    return {
+        "Chassis": chassis or [False],
+        "Datapath_Binding": datapaths or [False],
+        "Port_Binding": bindings,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Interest:
+    """What the rows received so far say the conditions must name."""
+
+    local_chassis: str | None = None                       # our Chassis row's _uuid
+    datapaths: frozenset[str] = frozenset()                # referenced by a Port_Binding
+    chassis: frozenset[str] = frozenset()                  # referenced by a Port_Binding
+    distributed_ports: frozenset[str] = frozenset()        # of chassisredirect ports bound here
+
+    @classmethod
+    def of(cls, system_id: str | None, chassis: Iterable[RawRow],
+           port_bindings: Iterable[RawRow]) -> Interest:
+        local = min((str(row["_uuid"]) for row in chassis
+                     if system_id and row.get("name") == system_id), default=None)
+        datapaths: set[str] = set()
+        referenced: set[str] = set()
+        distributed: set[str] = set()
+        for row in port_bindings:
+            datapaths.update(_uuids(row.get("datapath")))
+            bound = _uuids(row.get("chassis"))
+            for column in _CHASSIS_REFERENCES:
+                referenced.update(_uuids(row.get(column)))
+            port = _options(row).get("distributed-port")
+            if (row.get("type") == "chassisredirect" and local in bound
+                    and isinstance(port, str) and port):
+                distributed.add(port)
+        return cls(local_chassis=local, datapaths=frozenset(datapaths),
+                   chassis=frozenset(referenced), distributed_ports=frozenset(distributed))
+
+    def conditions(self, system_id: str | None,
+                   port_binding_columns: Collection[str]) -> dict[str, list[JsonValue]]:
+        return conditions(self.local_chassis, self.datapaths, system_id=system_id,
+                          chassis_of_interest=self.chassis,
+                          distributed_ports=self.distributed_ports,
+                          port_binding_columns=port_binding_columns)
+
+
+def _uuids(value: object) -> list[str]:
+    """A reference column's value (one UUID, or a list of them) as UUID strings."""
+    items = value if isinstance(value, list) else [value]
+    return [str(item) for item in items if isinstance(item, uuid.UUID)]
+
+
+def _options(row: RawRow) -> Mapping[object, object]:
+    options = row.get("options")
+    return options if isinstance(options, Mapping) else {}
+
+
+# --- local OVS facts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOvs:
+    """The local Open_vSwitch row's external_ids that matter (None: absent)."""
+
+    system_id: str | None = None
+    hostname: str | None = None
+    ovn_remote: str | None = None
+    bridge_mappings: str | None = None
+    integration_bridge: str | None = None
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[RawRow]) -> LocalOvs | None:
+        """None when there is no Open_vSwitch row (yet)."""
+        for row in rows:
+            ids = row.get("external_ids")
+            ids = ids if isinstance(ids, Mapping) else {}
+            return cls(
+                system_id=_text(ids.get("system-id")),
+                hostname=_text(ids.get("hostname")),
+                ovn_remote=_text(ids.get("ovn-remote")),
+                bridge_mappings=_text(ids.get("ovn-bridge-mappings")),
+                integration_bridge=_text(ids.get("ovn-bridge")),
+            )
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def view_of(local: LocalOvs | None, chassis: list[RawRow], datapaths: list[RawRow],
+            port_bindings: list[RawRow]) -> OvnView:
+    """The view of replicated rows: chassis references become Chassis names (a reference to a
+    row not replicated, a transient state while `synced` is False, is left out)."""
+    names = {row["_uuid"]: row.get("name") for row in chassis}
+    bindings = []
+    for row in port_bindings:
+        resolved = dict(row)
+        for column in _CHASSIS_REFERENCES:
+            value = row.get(column)
+            if value is not None:
+                refs = value if isinstance(value, list) else [value]
+                resolved[column] = [names[ref] for ref in refs if ref in names]
+        bindings.append(resolved)
+    facts = local or LocalOvs()
+    return build_view(
+        local_chassis=facts.system_id,
+        bridge_mappings=facts.bridge_mappings,
+        integration_bridge=facts.integration_bridge,
+        chassis=chassis, datapaths=datapaths, port_bindings=bindings,
+    )
+
+
+# --- the reader ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SslFiles:
+    """PEM files for `ssl:` remotes."""
+
+    private_key: Path
+    certificate: Path
+    ca_cert: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderStatus:
+    """For logs, metrics and tests: what the reader holds right now."""
+
+    synced: bool
+    running: bool
+    ovs_connected: bool
+    local: LocalOvs | None
+    sb_remote: str | None
+    sb_connected: bool
+    local_chassis_uuid: str | None
+    rows: Mapping[str, int]              # rows replicated per Southbound table
+    clauses: Mapping[str, int]           # clauses of the current condition per table
+    missing_columns: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Link:
+    """Connection history of one database, for logging transitions once."""
+
+    what: str
+    down_since: float = field(default_factory=time.monotonic)
+    was_connected: bool = False
+    warned: bool = False
+
+    def update(self, connected: bool, remote: str, warn_after: float) -> float | None:
+        """Log transitions; return seconds until a warning is due (None: none due)."""
+        now = time.monotonic()
+        if connected and not self.was_connected:
+            LOG.info("%s %s: connected", self.what, remote)
+        elif not connected and self.was_connected:
+            LOG.warning("%s %s: connection lost; keeping the last rows, not synced until the "
+                        "IDL has reconnected and resynced", self.what, remote)
+            self.down_since, self.warned = now, False
+        self.was_connected = connected
+        if connected or self.warned:
+            return None
+        due = self.down_since + warn_after - now
+        if due > 0:
+            return due
+        LOG.warning("%s %s: not reachable for %.0f s; still trying (the agent keeps running; "
+                    "the view stays not synced)", self.what, remote, now - self.down_since)
+        self.warned = True
+        return None
+
+
+class Reader:
+    """Keeps the local OVS facts and this node's Southbound rows; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        ovs_socket: str | os.PathLike[str],
+        on_change: Callable[[], None],
+        sb_remote: str | None = None,
+        chassis: str | None = None,
+        hostname: str | None = None,
+        ssl: SslFiles | None = None,
+        monitor_all: bool = False,
+        sb_schema_file: Path | None = SB_SCHEMA_FILE,
+        warn_after: float = 2.0,
+    ) -> None:
+        """`sb_remote`, `chassis` and `hostname` override the local OVS's `ovn-remote`,
+        `system-id` and `hostname` (the settings' [ovn] and [node]); `ssl` gives the PEM files
+        for `ssl:` remotes (process-wide: the library keeps them globally); `monitor_all`
+        turns the conditions off; `warn_after` is how long a database may stay unreachable
+        before it is logged."""
+        self._on_change = on_change
+        self._sb_override = sb_remote
+        self._identity = {"system_id": chassis, "hostname": hostname}
+        if ssl is not None:
+            use_ssl_files(ssl.private_key, ssl.certificate, ssl.ca_cert)
+        self._monitor_all = monitor_all
+        self._sb_schema_file = sb_schema_file
+        self._warn_after = warn_after
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake: tuple[int, int] | None = None     # a pipe: close() wakes the loop up
+        self._ovs = Database(f"unix:{os.fspath(ovs_socket)}", OVS_DB, OVS_COLUMNS,
+                             fallback_schema=OVS_SCHEMA_FILE)
+        self._ovs_link = _Link("local OVS database")
+        self._ovs_seqno = -1
+        self._local: LocalOvs | None = None
+        self._sb: Database | None = None
+        self._sb_link = _Link("Southbound database")
+        self._sb_seqno = -1
+        self._interest = Interest()
+        self._desired: dict[str, list[JsonValue]] = {}
+        self._synced = False
+        self._running = False
+        self._warned: set[str] = set()
+
+    # --- public API ------------------------------------------------------------------------
+
+    def start(self) -> Reader:
+        """Start the background thread (once)."""
+        if self._thread is None:
+            self._ovs_link = _Link("local OVS database")      # warn_after counts from now
+            self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._running = True
+            self._thread = threading.Thread(target=self._loop, args=(self._wake[0],),
+                                            name="ovsdb-reader", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the thread and the connections. Idempotent."""
+        self._stop.set()
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            self._ovs.close()
+            if self._sb is not None:
+                self._sb.close()
+            self._synced = self._running = False
+            if self._wake is not None and self._thread is not threading.current_thread():
+                for fd in self._wake:
+                    os.close(fd)
+                self._wake = None
+
+    def __enter__(self) -> Reader:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def synced(self) -> bool:
+        """See the module docstring."""
+        with self._lock:
+            return self._synced
+
+    def snapshot(self) -> OvnView:
+        """The view of what is replicated now (complete only if `synced`)."""
+        with self._lock:
+            rows = self._rows()
+        return view_of(*rows)
+
+    def synced_snapshot(self) -> OvnView | None:
+        """The view if it is complete, else None, decided atomically."""
+        with self._lock:
+            if not self._synced:
+                return None
+            rows = self._rows()
+        return view_of(*rows)
+
+    def status(self) -> ReaderStatus:
+        with self._lock:
+            sb = self._sb
+            return ReaderStatus(
+                synced=self._synced, running=self._running,
+                ovs_connected=self._ovs.connected, local=self._local,
+                sb_remote=sb.remote if sb else None,
+                sb_connected=sb.connected if sb else False,
+                local_chassis_uuid=self._interest.local_chassis,
+                rows={table: sb.row_count(table) if sb else 0 for table in SB_COLUMNS},
+                clauses={table: len(c) for table, c in self._desired.items()},
+                missing_columns=sb.missing if sb else (),
+            )
+
+    # --- the loop (background thread) ------------------------------------------------------
+
+    def _rows(self) -> tuple[LocalOvs | None, list[RawRow], list[RawRow], list[RawRow]]:
+        if self._sb is None:
+            return self._local, [], [], []
+        return (self._local, self._sb.rows("Chassis"), self._sb.rows("Datapath_Binding"),
+                self._sb.rows("Port_Binding"))
+
+    def _loop(self, wake_fd: int) -> None:
+        try:
+            while not self._stop.is_set():
+                poller = Poller()
+                with self._lock:
+                    changed = self._step(poller)
+                if changed:
+                    self._on_change()
+                poller.fd_readable(wake_fd)
+                poller.block()
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_fd, 512)
+        finally:
+            with self._lock:
+                self._synced = self._running = False
+
+    def _step(self, poller: Poller) -> bool:
+        """One round: run the IDLs, follow the local facts, update the conditions and
+        `synced`, and register what to wait for. True when on_change is due."""
+        before = (self._ovs_seqno, self._sb_seqno, self._sb, self._synced)
+        self._ovs.run()
+        if self._ovs.change_seqno != self._ovs_seqno:
+            self._ovs_seqno = self._ovs.change_seqno
+            self._local = self._with_overrides(LocalOvs.from_rows(self._ovs.rows("Open_vSwitch")))
+            self._follow_sb_remote()
+            self._sb_seqno = -1                  # system-id may have changed: recompute
+        if self._sb is not None:
+            self._sb.run()
+            if self._sb.change_seqno != self._sb_seqno:
+                self._sb_seqno = self._sb.change_seqno
+                self._update_conditions(self._sb)
+            if self._sb.can_change_conditions():
+                for table, condition in self._desired.items():
+                    self._sb.set_condition(table, condition)
+        self._set_synced(self._is_synced(), self._sb)
+        self._wait(poller)
+        return before != (self._ovs_seqno, self._sb_seqno, self._sb, self._synced)
+
+    def _wait(self, poller: Poller) -> None:
+        self._ovs.wait(poller)
+        due = [self._ovs_link.update(self._ovs.connected, self._ovs.remote, self._warn_after)]
+        if self._sb is not None:
+            self._sb.wait(poller)
+            due.append(self._sb_link.update(self._sb.connected, self._sb.remote,
+                                            self._warn_after))
+        timers = [d for d in due if d is not None]
+        if timers:
+            poller.timer(int(min(timers) * 1000) + 1)
+
+    def _with_overrides(self, local: LocalOvs | None) -> LocalOvs | None:
+        overrides = {key: value for key, value in self._identity.items() if value}
+        return replace(local, **overrides) if local is not None and overrides else local
+
+    def _follow_sb_remote(self) -> None:
+        local = self._local
+        remote = self._sb_override or (local.ovn_remote if local else None)
+        if local is not None and remote is None:
+            self._warn_once("no-remote", "the local OVS has no external_ids:ovn-remote and no "
+                            "Southbound remote is configured: waiting for one")
+        if local is not None and local.system_id is None:
+            self._warn_once("no-system-id", "the local OVS has no external_ids:system-id: "
+                            "cannot tell which chassis is ours; waiting for it")
+        if local is None or remote == (self._sb.remote if self._sb else None):
+            return
+        if self._sb is not None:
+            LOG.info("Southbound remote changed from %s to %s", self._sb.remote, remote)
+            self._sb.close()
+            self._sb = None
+        self._sb_link = _Link("Southbound database")
+        self._interest = Interest()
+        if remote is not None:
+            self._desired = self._conditions_for(self._interest, SB_COLUMNS["Port_Binding"])
+            self._sb = Database(remote, SB_DB, SB_COLUMNS, fallback_schema=self._sb_schema_file,
+                                initial_conditions=self._desired)
+
+    def _conditions_for(self, interest: Interest,
+                        port_binding_columns: Collection[str]) -> dict[str, list[JsonValue]]:
+        if self._monitor_all:
+            return dict(MONITOR_ALL)
+        system_id = self._local.system_id if self._local else None
+        return interest.conditions(system_id, port_binding_columns)
+
+    def _update_conditions(self, sb: Database) -> None:
+        if not sb.columns:                       # still fetching the schema
+            return
+        system_id = self._local.system_id if self._local else None
+        if not self._monitor_all:
+            self._interest = Interest.of(system_id, sb.rows("Chassis"), sb.rows("Port_Binding"))
+        columns = sb.columns.get("Port_Binding", ())
+        self._desired = {table: condition for table, condition
+                         in self._conditions_for(self._interest, columns).items()
+                         if table in sb.columns}
+        missing = [column for column in sb.missing if column not in OPTIONAL_COLUMNS]
+        if missing:
+            self._warn_once("missing:" + ",".join(missing),
+                            f"the Southbound schema lacks {', '.join(missing)}: reading without")
+
+    def _is_synced(self) -> bool:
+        sb, local = self._sb, self._local
+        if not (self._ovs.monitoring and local is not None and local.system_id):
+            return False
+        if sb is None or not sb.monitoring or not self._desired:
+            return False
+        return all(sb.condition_settled(table, condition)
+                   for table, condition in self._desired.items())
+
+    def _set_synced(self, synced: bool, sb: Database | None) -> None:
+        if synced == self._synced:
+            return
+        self._synced = synced
+        if not synced or sb is None:
+            LOG.info("not synced with the Southbound any more")
+            return
+        counts = ", ".join(f"{sb.row_count(table)} {table}" for table in SB_COLUMNS)
+        mode = "all rows" if self._monitor_all else "conditional monitoring"
+        LOG.info("synced with the Southbound %s (%s): %s", sb.remote, mode, counts)
+        if not self._monitor_all and self._interest.local_chassis is None:
+            LOG.warning("no Chassis named %r in the Southbound (yet): is ovn-controller "
+                        "running and registered?", self._local.system_id if self._local else "")
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            LOG.warning("%s", message)
