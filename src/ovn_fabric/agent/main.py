@@ -24,7 +24,7 @@ from ovn_fabric.dataplane import frr
 from ovn_fabric.dataplane.flows import FlowDriver, OvsTarget
 from ovn_fabric.dataplane.kernel import KernelDriver
 from ovn_fabric.frr.exposure import ExposureConfig
-from ovn_fabric.ovn.reader import Reader
+from ovn_fabric.ovn.reader import Reader, SslFiles
 
 log = logging.getLogger("ovn_fabric.agent")
 
@@ -57,6 +57,14 @@ class _Reporter:
                 log.warning("refused %s (port %s): %s", refusal.what, refusal.port, refusal.why)
 
 
+def _ssl_files(settings: Settings) -> SslFiles | None:
+    ovn = settings.ovn
+    if ovn.ssl_private_key is None or ovn.ssl_certificate is None or ovn.ssl_ca_cert is None:
+        return None      # config.py accepts the three together or not at all
+    return SslFiles(Path(str(ovn.ssl_private_key)), Path(str(ovn.ssl_certificate)),
+                    Path(str(ovn.ssl_ca_cert)))
+
+
 def run(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.value.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -74,7 +82,9 @@ def run(settings: Settings) -> int:
         return frr.reconcile(vtysh, wanted)
 
     reader = Reader(ovs_socket=str(settings.ovs.db_socket),
-                    on_change=lambda: mark(Trigger.OVN), sb_remote=settings.ovn.sb_remote)
+                    on_change=lambda: mark(Trigger.OVN), sb_remote=settings.ovn.sb_remote,
+                    chassis=settings.node.chassis, hostname=settings.node.hostname,
+                    ssl=_ssl_files(settings))
     kernel = KernelDriver()
     flows = FlowDriver(OvsTarget(rundir=Path(str(settings.ovs.db_socket)).parent))
     reconciler = Reconciler(settings, reader, kernel=kernel, flows=flows, frr=sync_frr)
