@@ -9,6 +9,7 @@ The file format, every key and its default are documented in docs/CONFIG.md. In 
     [frr]         vty_socket                 the directory of FRR's vty sockets (optional)
     [bridges.<name>]  gateways               provider bridges the agent may touch (opt-in)
     [exposure]    allow, deny                prefixes the node may advertise
+    [tenant_networks]  enabled, address_scopes   subnets behind routers (opt-in)
     [reconcile]   debounce_ms, resync_s
     [status]      enabled, listen            status and metrics endpoint
     [log]         level
@@ -28,6 +29,7 @@ import contextlib
 import ipaddress
 import re
 import tomllib
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import (
@@ -152,6 +154,17 @@ class ExposurePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantNetworks:
+    """Tenant subnets behind Neutron routers (opt-in). When enabled, a subnet on a router
+    interface is advertised from the router's active gateway chassis, with the router's
+    gateway address as next hop, if its address scope (`neutron:subnet_pool_addr_scope4/6`)
+    is one of these."""
+
+    enabled: bool = False
+    address_scopes: tuple[str, ...] = ()    # Neutron address scope UUIDs, lower case, sorted
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcileTimings:
     debounce_ms: int = DEFAULT_DEBOUNCE_MS  # quiet time after a change before planning again
     resync_s: int = DEFAULT_RESYNC_S        # full re-read and reconcile even without a change
@@ -177,6 +190,7 @@ class Settings:
     reconcile: ReconcileTimings = ReconcileTimings()
     status: StatusSettings = StatusSettings()
     log_level: LogLevel = LogLevel.INFO
+    tenant_networks: TenantNetworks = TenantNetworks()
 
     def bridge(self, name: str) -> BridgeSettings | None:
         """The settings of a managed bridge, or None when the agent must not touch it."""
@@ -320,12 +334,14 @@ def _settings(top: _Table) -> Settings:
     frr = _frr(top.table("frr"))
     bridges = _bridges(top)
     exposure = _exposure(top.table("exposure"), bridges)
+    tenant_networks = _tenant_networks(top.table("tenant_networks"))
     reconcile = _reconcile(top.table("reconcile"))
     status = _status(top.table("status"))
     log_level = _log_level(top.table("log"))
     top.finish()
     return Settings(bridges=bridges, exposure=exposure, node=node, ovn=ovn, ovs=ovs, frr=frr,
-                    reconcile=reconcile, status=status, log_level=log_level)
+                    reconcile=reconcile, status=status, log_level=log_level,
+                    tenant_networks=tenant_networks)
 
 
 def _node(table: _Table) -> NodeIdentity:
@@ -483,6 +499,26 @@ def _prefix_rules(table: _Table, name: str) -> tuple[PrefixRule, ...]:
             raise ConfigError(f"{key}: {text!r} is not a prefix{hint}") from exc
         rules.append(PrefixRule(prefix, key))
     return tuple(rules)
+
+
+def _tenant_networks(table: _Table) -> TenantNetworks:
+    enabled = table.boolean("enabled", False)
+    scopes: list[str] = []
+    for index, text in enumerate(table.strings("address_scopes") or []):
+        key = f"{table.key('address_scopes')}[{index}]"
+        try:
+            scope = str(uuid.UUID(text))
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {text!r} is not an address scope UUID") from exc
+        if scope in scopes:
+            raise ConfigError(f"{key}: {text!r} is listed twice")
+        scopes.append(scope)
+    table.finish()
+    if enabled and not scopes:
+        raise ConfigError(
+            f"{table.key('address_scopes')}: name at least one address scope when tenant "
+            f"networks are enabled (only subnets in these scopes are advertised)")
+    return TenantNetworks(enabled=enabled, address_scopes=tuple(sorted(scopes)))
 
 
 def _reconcile(table: _Table) -> ReconcileTimings:

@@ -118,3 +118,191 @@ def vm_port_row(
         "encap": [],
         "parent_port": [],
     }
+
+
+# --- routers, floating IPs, load balancers, virtual ports, live migration ----------------------
+#
+# Neutron releases differ in what they write (OVN_DATA.md); `neutron` is the release number:
+# - `neutron:router_name` on router ports, NAT rows and port-forwarding LBs: the bare router
+#   UUID up to 26, "neutron-<uuid>" from 27;
+# - gateway scheduling: NB Gateway_Chassis up to 28, an NB HA_Chassis_Group from 29. northd
+#   turns both into an SB HA_Chassis_Group referenced by the cr-lrp (named "lrp-<gw>" or
+#   "neutron-<router>"); the SB `gateway_chassis` column stays empty;
+# - the host of a virtual port: `neutron:host_id` up to 28, `neutron:parent_hostname` from 29.
+# Rows below were checked against ovn-northd 23.03.1 fed as Neutron writes.
+
+OLD_NEUTRON, NEW_NEUTRON = 26, 29
+NEUTRON_RELEASES = (OLD_NEUTRON, 27, NEW_NEUTRON)
+
+
+def router_ref(router_id: str, neutron: int) -> str:
+    """How Neutron names a router in external_ids (`neutron:router_name`)."""
+    return router_id if neutron <= 26 else f"neutron-{router_id}"
+
+
+def nat_entry(mac: str, ips: list[str], resident: str) -> str:
+    """One `nat_addresses` entry as northd writes it (the port is a quoted string)."""
+    return f'{mac} {" ".join(ips)} is_chassis_resident("{resident}")'
+
+
+def router_datapath_row(uuid: str, router_id: str, name: str, tunnel_key: int) -> Row:
+    """Datapath_Binding of the logical router Neutron created for router `router_id` (northd
+    copies the LR's `neutron:router_name`, the router's own name, into name2)."""
+    return {
+        "_uuid": uuid,
+        "tunnel_key": tunnel_key,
+        "external_ids": {"logical-router": f"{uuid[:-4]}ffff", "name": f"neutron-{router_id}",
+                         "name2": name},
+        "load_balancers": [],
+    }
+
+
+def _binding(logical_port: str, type_: str, datapath: str, tunnel_key: int, **columns: Any) -> Row:
+    row: Row = {
+        "logical_port": logical_port, "type": type_, "datapath": datapath,
+        "tunnel_key": tunnel_key, "mac": [], "chassis": [], "up": [False], "options": {},
+        "external_ids": {}, "requested_chassis": [], "additional_chassis": [],
+        "requested_additional_chassis": [], "virtual_parent": [], "tag": [],
+        "nat_addresses": [], "gateway_chassis": [], "ha_chassis_group": [], "encap": [],
+        "additional_encap": [], "parent_port": [], "port_security": [], "mirror_rules": [],
+    }
+    row.update(columns)
+    return row
+
+
+def _router_port_ids(router_id: str, network_id: str, neutron: int, *, gateway: bool) -> Row:
+    """A router port's external_ids (northd copies the LRP's into the SB binding)."""
+    return {"neutron:is_ext_gw": str(gateway), "neutron:network_name": f"neutron-{network_id}",
+            "neutron:router_name": router_ref(router_id, neutron),
+            "neutron:subnet_ids": "d1e2f3a4-0000-4000-8000-00000000000a",
+            "neutron:revision_number": "3"}
+
+
+def redirect_row(gw_port: str, router_dp: str, router_id: str, network_id: str, mac: str, *,
+                 chassis: str | None, neutron: int = NEW_NEUTRON,
+                 distributed_nat: bool = False) -> Row:
+    """The chassisredirect `cr-lrp-<gw>` of a router gateway: `mac` "MAC IP/len IP6/len",
+    `chassis` the active gateway (None: no live gateway chassis). northd writes
+    always-redirect only while the router has no distributed NAT."""
+    options = {"distributed-port": f"lrp-{gw_port}"}
+    if not distributed_nat:
+        options["always-redirect"] = "true"
+    group = "9d671882-c613-4876-91a3-14660b8e81" + ("41" if neutron <= 28 else "29")
+    return _binding(
+        f"cr-lrp-{gw_port}", "chassisredirect", router_dp, 2, mac=[mac],
+        chassis=[] if chassis is None else [chassis], up=[chassis is not None],
+        options=options, ha_chassis_group=[group],
+        external_ids=_router_port_ids(router_id, network_id, neutron, gateway=True))
+
+
+def router_port_row(lrp: str, router_dp: str, mac: str, *, peer: str, router_id: str,
+                    network_id: str, neutron: int = NEW_NEUTRON, redirect: str | None = None,
+                    tunnel_key: int = 3) -> Row:
+    """The router-side patch binding `lrp-<port>` of a router port; `redirect` is the cr-lrp
+    of a gateway port."""
+    options = {"peer": peer}
+    if redirect is not None:
+        options["chassis-redirect-port"] = redirect
+    return _binding(lrp, "patch", router_dp, tunnel_key, mac=[mac], options=options,
+                    external_ids=_router_port_ids(router_id, network_id, neutron,
+                                                  gateway=redirect is not None))
+
+
+def _router_lsp_ids(router_id: str, network_id: str, owner: str, *, cidrs: str,
+                    scope4: str = "", scope6: str = "") -> Row:
+    return {"neutron:cidrs": cidrs, "neutron:device_id": router_id,
+            "neutron:device_owner": owner, "neutron:mtu": "",
+            "neutron:network_name": f"neutron-{network_id}", "neutron:port_capabilities": "",
+            "neutron:port_name": "", "neutron:project_id": PROJECT,
+            "neutron:revision_number": "5", "neutron:security_group_ids": "",
+            "neutron:subnet_pool_addr_scope4": scope4,
+            "neutron:subnet_pool_addr_scope6": scope6, "neutron:vnic_type": "normal"}
+
+
+def gateway_lsp_row(port_id: str, provider_dp: str, gw_port: str, *, router_id: str,
+                    network_id: str, nat_addresses: list[str], cidrs: str) -> Row:
+    """The provider-side patch binding of a router gateway (LSP type=router,
+    `nat-addresses=router`): northd keeps only `peer` in its options and fills
+    `nat_addresses`."""
+    return _binding(port_id, "patch", provider_dp, 3, mac=["router"],
+                    options={"peer": f"lrp-{gw_port}"}, nat_addresses=nat_addresses,
+                    external_ids=_router_lsp_ids(router_id, network_id,
+                                                 "network:router_gateway", cidrs=cidrs))
+
+
+def interface_lsp_row(port_id: str, tenant_dp: str, router_id: str, network_id: str,
+                      cidrs: str, *, scope4: str = "", scope6: str = "") -> Row:
+    """The switch-side patch binding of a router interface (LSP type=router), with Neutron's
+    address-scope keys ("" when the subnet has none)."""
+    return _binding(port_id, "patch", tenant_dp, 1, mac=["router"],
+                    options={"peer": f"lrp-{port_id}"},
+                    external_ids=_router_lsp_ids(router_id, network_id,
+                                                 "network:router_interface", cidrs=cidrs,
+                                                 scope4=scope4, scope6=scope6))
+
+
+def virtual_port_row(port_id: str, datapath: str, network_id: str, virtual_ip: str,
+                     parents: list[str], *, chassis: str | None, parent: str | None,
+                     host: str = "compute-0", neutron: int = NEW_NEUTRON,
+                     mac: list[str] | None = None) -> Row:
+    """A Neutron VIP port (an allowed-address pair of `parents`) that Neutron made
+    type=virtual. ovn-controller sets `chassis` and `virtual_parent` where a parent announced
+    the VIP; Neutron then writes that parent's host (its key depends on the release)."""
+    external_ids = {"name": "vip-port", "neutron:cidrs": f"{virtual_ip}/24",
+                    "neutron:device_id": "", "neutron:device_owner": "",
+                    "neutron:network_name": f"neutron-{network_id}",
+                    "neutron:port_name": "vip-port", "neutron:project_id": PROJECT,
+                    "neutron:revision_number": "2",
+                    "neutron:security_group_ids": SECURITY_GROUP,
+                    "neutron:subnet_pool_addr_scope4": "", "neutron:subnet_pool_addr_scope6": "",
+                    "neutron:vnic_type": "normal"}
+    if chassis is not None:
+        external_ids["neutron:host_id" if neutron <= 28 else "neutron:parent_hostname"] = host
+    return _binding(port_id, "virtual", datapath, 9, mac=mac or [],
+                    chassis=[] if chassis is None else [chassis], up=[chassis is not None],
+                    virtual_parent=[] if parent is None else [parent],
+                    options={"virtual-ip": virtual_ip, "virtual-parents": ",".join(parents)},
+                    external_ids=external_ids)
+
+
+def migrating(row: Row, source: str, destination: str, *, activated: bool,
+              strategy: str | None = "rarp") -> Row:
+    """A VM port during a live migration from `source` to `destination` (Chassis.name);
+    `activated`: the destination's ovn-controller has seen the VM's RARP."""
+    options = {"requested-chassis": "compute-0,compute-1"}
+    if strategy is not None:
+        options["activation-strategy"] = strategy
+    if activated:
+        options["additional-chassis-activated"] = destination
+    return {**row, "chassis": [source], "requested_chassis": [source],
+            "additional_chassis": [destination], "requested_additional_chassis": [destination],
+            "options": options}
+
+
+def load_balancer_row(uuid: str, name: str, vips: dict[str, str], *, switches: list[str],
+                      routers: list[str] | None = None, ovn: str = "23.03") -> Row:
+    """An SB Load_Balancer as northd writes it: external_ids only lb_id. Its datapaths by OVN
+    version (a group given as the datapaths of the Logical_DP_Group it references): 20.12
+    `datapaths`; 22.09 `datapath_group` (switches only); 24.03 `ls_datapath_group` and
+    `lr_datapath_group`."""
+    row: Row = {"_uuid": uuid, "name": name, "vips": vips, "protocol": ["tcp"],
+                "external_ids": {"lb_id": f"{uuid[:-4]}0b0b"},
+                "options": {"hairpin_orig_tuple": "true"}}
+    if ovn == "20.12":
+        row["datapaths"] = switches
+    elif ovn in ("22.09", "23.03"):
+        row.update(datapaths=[], datapath_group=switches)
+    else:
+        row.update(ls_datapath_group=switches, lr_datapath_group=routers or [])
+    return row
+
+
+def port_forwarding_lb_row(uuid: str, fip_id: str, vips: dict[str, str], router_id: str, *,
+                           neutron: int = NEW_NEUTRON) -> Row:
+    """An NB Load_Balancer of Neutron port forwarding, applied to the router only (so absent
+    from the SB before OVN 24.03), as a reader with an NB connection would pass it."""
+    return {"_uuid": uuid, "name": f"pf-floatingip-{fip_id}-tcp", "vips": vips,
+            "protocol": ["tcp"],
+            "external_ids": {"neutron:device_owner": "port_forwarding_plugin",
+                             "neutron:fip_id": fip_id,
+                             "neutron:router_name": router_ref(router_id, neutron)}}

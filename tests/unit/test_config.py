@@ -21,6 +21,7 @@ from ovn_fabric.config import (
     ReconcileTimings,
     Settings,
     StatusSettings,
+    TenantNetworks,
 )
 
 MINIMAL = """
@@ -52,6 +53,10 @@ gateways = ["2001:db8:24:4::1/64", "172.24.4.1/24", "fe80::1/64"]
 [exposure]
 allow = ["172.24.4.0/24", "2001:db8:24:4::/64", "10.100.0.0/24"]
 deny = ["172.24.4.0/28"]
+
+[tenant_networks]
+enabled = true
+address_scopes = ["5C1F0A8E-3B2D-4C6F-9E7A-0D1C2B3A4F60", "5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50"]
 
 [reconcile]
 debounce_ms = 250
@@ -93,6 +98,8 @@ def test_a_full_file_gives_every_setting() -> None:
         reconcile=ReconcileTimings(debounce_ms=250, resync_s=600),
         status=StatusSettings(enabled=False, host=IPv6Address("::1"), port=9100),
         log_level=LogLevel.DEBUG,
+        tenant_networks=TenantNetworks(enabled=True, address_scopes=(
+            "5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50", "5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f60")),
     )
 
 
@@ -114,6 +121,7 @@ def test_a_minimal_file_takes_the_defaults() -> None:
     assert settings.status == StatusSettings(enabled=True, host=IPv4Address("127.0.0.1"),
                                              port=9247)
     assert settings.log_level == LogLevel.INFO
+    assert settings.tenant_networks == TenantNetworks(enabled=False, address_scopes=())
 
 
 def test_the_default_allow_list_is_every_gateway_network_but_link_local_ones() -> None:
@@ -251,6 +259,21 @@ BRIDGE = '[bridges.br-ex]\ngateways = ["172.24.4.1/24"]\n'
         (BRIDGE + '[exposure]\ndeny = "10.0.0.0/8"\n',
          "exposure.deny: expected an array, got a string"),
         (BRIDGE + '[exposure]\nallowed = []\n', "exposure: unknown key(s) 'allowed'"),
+        # [tenant_networks]
+        (BRIDGE + "[tenant_networks]\nenabled = true\n",
+         "tenant_networks.address_scopes: name at least one address scope when tenant networks "
+         "are enabled"),
+        (BRIDGE + "[tenant_networks]\nenabled = 'yes'\n",
+         "tenant_networks.enabled: expected a boolean, got a string"),
+        (BRIDGE + "[tenant_networks]\naddress_scopes = ['scope-a']\n",
+         "tenant_networks.address_scopes[0]: 'scope-a' is not an address scope UUID"),
+        (BRIDGE + "[tenant_networks]\naddress_scopes = '5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50'\n",
+         "tenant_networks.address_scopes: expected an array, got a string"),
+        (BRIDGE + "[tenant_networks]\naddress_scopes = ['5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50', "
+                  "'5C1F0A8E-3B2D-4C6F-9E7A-0D1C2B3A4F50']\n",
+         "tenant_networks.address_scopes[1]: '5C1F0A8E-3B2D-4C6F-9E7A-0D1C2B3A4F50' is listed "
+         "twice"),
+        (BRIDGE + "[tenant_networks]\nscopes = []\n", "tenant_networks: unknown key(s) 'scopes'"),
         # [reconcile]
         (BRIDGE + "[reconcile]\ndebounce_ms = '100'\n",
          "reconcile.debounce_ms: expected an integer, got a string"),
@@ -310,3 +333,13 @@ def test_frr_section() -> None:
         config.parse(base + '[frr]\nvty_socket = "frr"\n')
     with pytest.raises(ConfigError, match=r"unknown key\(s\) 'socket'"):
         config.parse(base + '[frr]\nsocket = "/x"\n')
+
+
+def test_tenant_networks_may_list_scopes_while_disabled() -> None:
+    settings = config.parse(BRIDGE + """
+[tenant_networks]
+address_scopes = ["5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50"]
+""")
+
+    assert settings.tenant_networks == TenantNetworks(
+        enabled=False, address_scopes=("5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50",))

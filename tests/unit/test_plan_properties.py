@@ -1,6 +1,7 @@
 """Properties of the view builders and the planner over fuzzed rows: realistic Neutron rows with
 columns deleted, added or replaced by garbage, mixed with rows that are garbage through and
-through."""
+through. The rows cover VM ports, routers (cr-lrp, gateway and interface patch ports with fuzzed
+`nat_addresses` and `mac`), virtual ports, live migrations and load balancers."""
 
 from __future__ import annotations
 
@@ -13,21 +14,44 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ovn_fabric import config
-from ovn_fabric.config import ExposurePolicy, PrefixRule, Settings
-from ovn_fabric.model import IPAddress, IPNetwork
-from ovn_fabric.ovn.view import Chassis, Datapath, OvnView, PortBinding, build_view
+from ovn_fabric.config import ExposurePolicy, PrefixRule, Settings, TenantNetworks
+from ovn_fabric.model import IPAddress, IPNetwork, Reason
+from ovn_fabric.ovn.view import (
+    Chassis,
+    Datapath,
+    LoadBalancer,
+    OvnView,
+    PortBinding,
+    build_view,
+    parse_nat_address,
+    parse_vip,
+)
 from ovn_fabric.plan import plan
 
 from .neutron_rows import (
     CHASSIS_0,
     CHASSIS_1,
+    NEUTRON_RELEASES,
     chassis_row,
     datapath_row,
+    gateway_lsp_row,
+    interface_lsp_row,
+    load_balancer_row,
     localnet_row,
+    migrating,
+    port_forwarding_lb_row,
+    redirect_row,
+    router_datapath_row,
+    router_port_row,
+    virtual_port_row,
     vm_port_row,
 )
 
 DATAPATHS = ("dp-public", "dp-vlan", "dp-storage", "dp-private")
+ROUTER_DATAPATHS = ("dp-r1", "dp-r2")
+GATEWAYS = ("gw-a", "gw-b")
+INTERFACES = ("if-a", "if-b", "if-c")
+SCOPE = "5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50"
 PHYSNETS = ("datacentre", "vlannet", "storage", "far")
 BRIDGE_MAPPINGS = "datacentre:br-ex,vlannet:br-vlan,storage:br-storage"
 SETTINGS = config.parse("""
@@ -36,10 +60,29 @@ gateways = ["172.24.4.1/24", "2001:db8::1/64"]
 [bridges.br-vlan]
 gateways = ["10.100.0.1/24"]
 """)
+TENANT_SETTINGS = config.parse(f"""
+[bridges.br-ex]
+gateways = ["172.24.4.1/24", "2001:db8::1/64"]
+[bridges.br-vlan]
+gateways = ["10.100.0.1/24"]
+[exposure]
+allow = ["172.24.4.0/24", "2001:db8::/64", "10.100.0.0/24", "10.0.0.0/8", "2001:db8:10::/48"]
+deny = ["10.0.128.0/17"]
+[tenant_networks]
+enabled = true
+address_scopes = ["{SCOPE}"]
+""")
 
 MACS = ("fa:16:3e:a1:b2:c3", "FA:16:3E:00:00:01", "fa:16:3e:0:0:2", "01:00:5e:00:00:01",
         "00:00:00:00:00:00", "zz:16:3e:00:00:01", "fa:16:3e:a1:b2", "unknown", "router")
 ALLOWED_TOKENS = ("172.24.4.10", "172.24.4.11/24", "2001:db8::10", "10.100.0.5", "172.24.4.99")
+# Addresses with prefixes, as router ports carry them (gateways and tenant subnets).
+INTERFACE_TOKENS = ("172.24.4.100/24", "172.24.4.101/24", "2001:db8::100/64", "10.0.0.1/26",
+                    "10.0.0.1/24", "10.0.0.65/26", "10.0.128.1/24", "2001:db8:10::1/64",
+                    "172.24.4.129/25", "10.100.0.7/24", "0.0.0.1/0", "10.0.0.1/32", "fe80::1/64",
+                    "10.0.0.1", "10.0.0.300/24", "x/24")
+# Ports a nat_addresses entry may name, and how it may be written.
+RESIDENTS = ("cr-lrp-gw-a", "cr-lrp-gw-b", "vm-a", "vm-b", "vip-a", "nope", "")
 ADDRESS_TOKENS = (
     "172.24.4.10", "172.24.4.11/24", "172.24.4.12", "2001:db8::10", "2001:db8::11/64",
     "10.100.0.5", "0.0.0.0/0", "0.0.0.0",  # noqa: S104 (addresses, not binds)
@@ -118,16 +161,121 @@ stray_localnets = st.builds(
     st.one_of(st.none(), st.integers(1, 4095)),
 )
 localnets = st.one_of(usual_localnets, usual_localnets, usual_localnets, stray_localnets)
-port_binding_rows = st.one_of(vm_ports.flatmap(mangled), localnets.flatmap(mangled), garbage)
+interface_entries = st.builds(
+    lambda mac, tokens: " ".join([mac, *tokens]),
+    often(MACS[0], st.sampled_from(MACS)),
+    st.lists(st.one_of(st.sampled_from(INTERFACE_TOKENS), ip_tokens), min_size=1, max_size=3),
+)
+nat_entries = st.one_of(
+    st.builds(lambda mac, ips, port, form: form.format(" ".join([mac, *ips]), port),
+              often(MACS[0], st.sampled_from(MACS)), st.lists(ip_tokens, min_size=1, max_size=3),
+              st.sampled_from(RESIDENTS),
+              often('{} is_chassis_resident("{}")', st.sampled_from((
+                  "{} is_chassis_resident({})", '{} is_chassis_resident( "{}" )', "{}",
+                  '{} is_chassis_resident("{}") x', '{} is_chassis_resident("{}\\"")')))),
+    st.text(max_size=40),
+)
+redirects = st.builds(
+    lambda gw, dp, mac, chassis, neutron, dnat: redirect_row(
+        gw, dp, "router", "net", mac, chassis=chassis, neutron=neutron, distributed_nat=dnat),
+    st.sampled_from(GATEWAYS), st.sampled_from(ROUTER_DATAPATHS), interface_entries,
+    often(CHASSIS_0, st.sampled_from((CHASSIS_1, None))), st.sampled_from(NEUTRON_RELEASES),
+    st.booleans(),
+)
+gateway_ports = st.builds(
+    lambda gw, dp, nat: gateway_lsp_row(f"port-{gw}", dp, gw, router_id="router",
+                                        network_id="net", nat_addresses=nat, cidrs=""),
+    st.sampled_from(GATEWAYS), often("dp-public", st.sampled_from(DATAPATHS)),
+    st.lists(nat_entries, max_size=4),
+)
+router_ports = st.builds(
+    lambda port, dp, mac: router_port_row(f"lrp-{port}", dp, mac, peer=port, router_id="router",
+                                          network_id="net"),
+    st.sampled_from(INTERFACES), st.sampled_from(ROUTER_DATAPATHS), interface_entries,
+)
+interface_ports = st.builds(
+    lambda port, dp, scope4, scope6: interface_lsp_row(port, dp, "router", "net", "",
+                                                       scope4=scope4, scope6=scope6),
+    st.sampled_from(INTERFACES), often("dp-private", st.sampled_from(DATAPATHS)),
+    often(SCOPE, st.sampled_from(("", SCOPE.upper(), "other"))),
+    often(SCOPE, st.sampled_from(("", "other"))),
+)
+virtual_ports = st.builds(
+    lambda dp, ip, chassis, parent, neutron, mac: virtual_port_row(
+        "vip-a", dp, "net", ip, ["vm-a", "vm-b"], chassis=chassis, parent=parent,
+        neutron=neutron, mac=mac),
+    often("dp-public", st.sampled_from(DATAPATHS)), ip_tokens,
+    often(CHASSIS_0, st.sampled_from((CHASSIS_1, None))),
+    st.sampled_from(("vm-a", "vm-b", None)), st.sampled_from(NEUTRON_RELEASES),
+    st.one_of(st.none(), st.lists(mac_entries, max_size=2)),
+)
+migrations = st.builds(
+    lambda row, source, activated, strategy: migrating(row, source, CHASSIS_0,
+                                                       activated=activated, strategy=strategy),
+    vm_ports, st.sampled_from((CHASSIS_1, CHASSIS_0)), st.booleans(),
+    st.sampled_from(("rarp", None, "other")),
+)
+router_rows = st.one_of(redirects, gateway_ports, router_ports, interface_ports, virtual_ports,
+                        migrations)
+
+
+@st.composite
+def whole_routers(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """One router as Neutron builds it (cr-lrp, gateway, an interface), addresses fuzzed."""
+    index = draw(st.integers(0, 1))
+    gw, dp, port = GATEWAYS[index], ROUTER_DATAPATHS[index], INTERFACES[index]
+    gateway = f"fa:16:3e:10:20:3{index} 172.24.4.10{index}/24 2001:db8::10{index}/64"
+    subnets = f"fa:16:3e:00:00:0{index} 10.0.{index}.1/26 2001:db8:10:{index}::1/64"
+    return [
+        redirect_row(gw, dp, "router", "net", draw(often(gateway, interface_entries)),
+                     chassis=draw(often(CHASSIS_0, st.just(CHASSIS_1)))),
+        gateway_lsp_row(f"port-{gw}", "dp-public", gw, router_id="router", network_id="net",
+                        nat_addresses=draw(st.lists(nat_entries, max_size=3)), cidrs=""),
+        router_port_row(f"lrp-{port}", dp, draw(often(subnets, interface_entries)), peer=port,
+                        router_id="router", network_id="net"),
+        interface_lsp_row(port, "dp-private", "router", "net", "", scope4=SCOPE, scope6=SCOPE),
+    ]
+
+vip_keys = st.one_of(
+    st.builds(lambda ip, port: f"{ip}:{port}", st.one_of(st.sampled_from(ALLOWED_TOKENS),
+                                                         st.ip_addresses(v=4).map(str)),
+              st.integers(0, 70000)),
+    st.builds(lambda ip, port: f"[{ip}]:{port}", st.ip_addresses(v=6), st.integers(1, 65535)),
+    ip_tokens, st.text(max_size=12),
+)
+load_balancer_rows = st.one_of(
+    st.builds(
+        lambda uuid, vips, switches, routers, ovn: load_balancer_row(
+            uuid, "lb", vips, switches=switches, routers=routers, ovn=ovn),
+        st.sampled_from(("lb-1", "lb-2", "lb-3")),
+        st.dictionaries(vip_keys, st.just("10.0.0.22:80"), max_size=4),
+        st.lists(st.sampled_from(DATAPATHS), max_size=2),
+        st.lists(st.sampled_from(ROUTER_DATAPATHS), max_size=2),
+        st.sampled_from(("20.12", "22.09", "23.03", "24.03")),
+    ).flatmap(mangled),
+    st.builds(
+        lambda uuid, vips, neutron: port_forwarding_lb_row(uuid, "fip", vips, "router",
+                                                           neutron=neutron),
+        st.sampled_from(("pf-1", "pf-2")),
+        st.dictionaries(vip_keys, st.just("10.0.0.22:22"), max_size=2),
+        st.sampled_from(NEUTRON_RELEASES),
+    ).flatmap(mangled),
+    garbage,
+)
+port_binding_rows = st.one_of(vm_ports.flatmap(mangled), localnets.flatmap(mangled),
+                              router_rows.flatmap(mangled), garbage)
 port_binding_lists = st.builds(
-    lambda ln, vms, junk: [*ln, *vms, *junk],
+    lambda ln, vms, routers, junk: [*ln, *vms, *routers, *junk],
     st.lists(localnets.flatmap(mangled), min_size=1, max_size=3),
     st.lists(vm_ports.flatmap(mangled), min_size=1, max_size=8),
+    st.lists(router_rows.flatmap(mangled), max_size=8),
     st.lists(garbage, max_size=2),
 )
 datapath_rows = st.one_of(
     st.builds(lambda dp, key: datapath_row(dp, "net", dp.removeprefix("dp-"), key),
               st.sampled_from(DATAPATHS), st.integers(1, 10)).flatmap(mangled),
+    st.builds(lambda dp, key: router_datapath_row(dp, "router", dp.removeprefix("dp-"), key),
+              st.sampled_from(ROUTER_DATAPATHS), st.integers(11, 20)).flatmap(mangled),
     garbage,
 )
 chassis_rows = st.one_of(
@@ -151,6 +299,7 @@ def view_inputs(draw: st.DrawFn) -> dict[str, Any]:
         "datapaths": draw(st.lists(datapath_rows, max_size=5)),
         "port_bindings": draw(st.one_of(port_binding_lists, port_binding_lists,
                                         st.lists(port_binding_rows, max_size=10))),
+        "load_balancers": draw(st.lists(load_balancer_rows, max_size=3)),
     }
 
 
@@ -161,13 +310,18 @@ def realistic_view_inputs(draw: st.DrawFn) -> dict[str, Any]:
         "local_chassis": CHASSIS_0,
         "bridge_mappings": BRIDGE_MAPPINGS,
         "chassis": [chassis_row(CHASSIS_0, "compute-0"), chassis_row(CHASSIS_1, "compute-1")],
-        "datapaths": [datapath_row(dp, "net", dp, n) for n, dp in enumerate(DATAPATHS, 1)],
+        "datapaths": [*(datapath_row(dp, "net", dp, n) for n, dp in enumerate(DATAPATHS, 1)),
+                      *(router_datapath_row(dp, "router", dp, n)
+                        for n, dp in enumerate(ROUTER_DATAPATHS, 11))],
         "port_bindings": [
             localnet_row("seg-public", "dp-public", "datacentre"),
             localnet_row("seg-vlan", "dp-vlan", "vlannet", 100),
             localnet_row("seg-storage", "dp-storage", "storage"),
             *draw(st.lists(vm_ports, min_size=1, max_size=8)),
+            *draw(st.lists(router_rows, max_size=10)),
+            *(row for rows in draw(st.lists(whole_routers(), max_size=2)) for row in rows),
         ],
+        "load_balancers": draw(st.lists(load_balancer_rows, max_size=3)),
     }
 
 
@@ -184,13 +338,16 @@ def prefix_rules(name: str) -> st.SearchStrategy[tuple[PrefixRule, ...]]:
 
 @st.composite
 def node_settings(draw: st.DrawFn) -> Settings:
+    base = draw(st.sampled_from((SETTINGS, TENANT_SETTINGS)))
     if draw(st.booleans()):
-        return SETTINGS
+        return base
     policy = ExposurePolicy(
-        allow=draw(prefix_rules("exposure.allow")) + SETTINGS.exposure.allow,
+        allow=draw(prefix_rules("exposure.allow")) + base.exposure.allow,
         deny=draw(prefix_rules("exposure.deny")),
     )
-    return Settings(bridges=SETTINGS.bridges, exposure=policy)
+    tenant = draw(st.sampled_from((base.tenant_networks, TenantNetworks(
+        enabled=True, address_scopes=(SCOPE, "5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f99")))))
+    return Settings(bridges=base.bridges, exposure=policy, tenant_networks=tenant)
 
 
 # --- the view builders -------------------------------------------------------------------------
@@ -211,6 +368,24 @@ def test_chassis_from_row_never_raises_and_gives_a_hashable_row(row: object) -> 
     _check_from_row(Chassis.from_row, row)
 
 
+@given(load_balancer_rows)
+def test_load_balancer_from_row_never_raises_and_gives_a_hashable_row(row: object) -> None:
+    _check_from_row(LoadBalancer.from_row, row)
+
+
+@given(st.one_of(nat_entries, st.text()))
+def test_nat_addresses_parse_without_raising(entry: str) -> None:
+    parsed = parse_nat_address(entry)
+    assert parsed.error or parsed.resident
+    assert parsed.mac is not None or not parsed.addresses
+
+
+@given(st.one_of(vip_keys, st.text()))
+def test_vips_parse_without_raising(key: str) -> None:
+    ip, why = parse_vip(key)
+    assert (ip is None) == bool(why)
+
+
 def _check_from_row(from_row: Callable[[object], tuple[Any, tuple[Any, ...]]],
                     row: object) -> None:
     built, problems = from_row(row)
@@ -229,15 +404,45 @@ def test_plan_never_routes_what_the_policy_forbids(inputs: dict[str, Any],
     hash(view)
     state = plan(view, node)
 
+    reasons = {exposure.prefix: exposure.reason for exposure in state.exposures}
     for route in state.routes:
-        assert route.dst.prefixlen == route.dst.max_prefixlen
-        _assert_exposable(route.dst.network_address, node)
-    routed = {route.dst.network_address: route.dev for route in state.routes}
+        if route.dst.prefixlen == route.dst.max_prefixlen:
+            _assert_exposable(route.dst.network_address, node)
+        else:   # only a tenant subnet, behind its router's gateway address
+            assert reasons[route.dst] == Reason.TENANT_SUBNET
+            assert node.tenant_networks.enabled
+            assert route.via is not None
+            assert route.via.version == route.dst.version
+            _assert_subnet_exposable(route.dst, node)
+    routed = {route.dst.network_address: route.dev for route in state.routes
+              if route.dst.prefixlen == route.dst.max_prefixlen}
     for neighbour in state.neighbours:
         assert routed.get(neighbour.ip) == neighbour.dev
     assert {exposure.prefix for exposure in state.exposures} == {r.dst for r in state.routes}
     refused = {(refusal.what, refusal.port) for refusal in state.refusals}
     assert len(refused) <= len(state.refusals)
+
+
+def _assert_subnet_exposable(prefix: IPNetwork, node: Settings) -> None:
+    """A subnet: its ends are ordinary addresses, it lies inside one allow prefix, and it
+    touches no deny prefix and no managed bridge's subnet."""
+    for ip in (prefix.network_address, prefix.broadcast_address):
+        assert not ip.is_unspecified
+        assert not ip.is_loopback
+        assert not ip.is_link_local
+        assert not ip.is_multicast
+    assert any(_inside(prefix, rule.prefix) for rule in node.exposure.allow)
+    assert not any(prefix.version == rule.prefix.version and prefix.overlaps(rule.prefix)
+                   for rule in node.exposure.deny)
+    for bridge in node.bridges:
+        for gateway in bridge.gateways:
+            assert not (prefix.version == gateway.version and prefix.overlaps(gateway.network))
+
+
+def _inside(prefix: IPNetwork, outer: IPNetwork) -> bool:
+    return (prefix.version == outer.version
+            and int(outer.network_address) <= int(prefix.network_address)
+            and int(prefix.broadcast_address) <= int(outer.broadcast_address))
 
 
 def _assert_exposable(ip: IPAddress, node: Settings) -> None:
@@ -266,7 +471,7 @@ def test_plan_is_deterministic_and_independent_of_row_order(
     inputs: dict[str, Any], node: Settings, random: Any
 ) -> None:
     shuffled = dict(inputs)
-    for table in ("chassis", "datapaths", "port_bindings"):
+    for table in ("chassis", "datapaths", "port_bindings", "load_balancers"):
         rows = list(inputs[table])
         random.shuffle(rows)
         shuffled[table] = rows
@@ -284,8 +489,23 @@ def test_a_view_built_by_hand_in_any_order_is_the_same_view(inputs: dict[str, An
         local_chassis=view.local_chassis, bridge_mappings=view.bridge_mappings,
         integration_bridge=view.integration_bridge, chassis=view.chassis[::-1],
         datapaths=view.datapaths[::-1], port_bindings=view.port_bindings[::-1],
-        problems=view.problems[::-1],
+        problems=view.problems[::-1], load_balancers=view.load_balancers[::-1],
     )
 
     assert reversed_view == view
     assert plan(reversed_view, SETTINGS) == plan(view, SETTINGS)
+
+
+@given(realistic_view_inputs())
+@settings(max_examples=200)
+def test_a_tenant_subnet_is_never_advertised_twice_across_the_nodes(
+        inputs: dict[str, Any]) -> None:
+    """Every node sees the same routers; overlapping subnets are refused everywhere, and each
+    router's gateway is active on one node only, so no two advertised subnets overlap."""
+    advertised: list[IPNetwork] = []
+    for local in (CHASSIS_0, CHASSIS_1):
+        state = plan(build_view(**{**inputs, "local_chassis": local}), TENANT_SETTINGS)
+        advertised += [e.prefix for e in state.exposures if e.reason == Reason.TENANT_SUBNET]
+    for index, prefix in enumerate(advertised):
+        for other in advertised[index + 1:]:
+            assert prefix.version != other.version or not prefix.overlaps(other)

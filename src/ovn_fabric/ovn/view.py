@@ -4,16 +4,21 @@ Rules of this module:
 - Every value is immutable and hashable. An OvnView is canonical: rows and set columns are kept
   sorted, so two views holding the same rows compare equal whatever order the rows came in, and
   "nothing changed" is a plain `==`.
-- The builders (`Chassis.from_row`, `Datapath.from_row`, `PortBinding.from_row`, `build_view`,
-  `parse_bridge_mappings`, `parse_address_entry`) never raise on bad data. A malformed column
-  becomes None or empty and a Problem records what was wrong; a row without a usable key is
-  dropped, with a Problem. Only the specific errors of bad data are caught.
+- The builders (`Chassis.from_row`, `Datapath.from_row`, `PortBinding.from_row`,
+  `LoadBalancer.from_row`, `build_view`, `parse_bridge_mappings`) and the parsers of column
+  values (`parse_address_entry`, `parse_nat_address`, `parse_vip`) never raise on bad data. A
+  malformed column becomes None or empty and a Problem records what was wrong; a row without a
+  usable key is dropped, with a Problem; a malformed value is returned with why it is unusable.
+  Only the specific errors of bad data are caught.
 - Rows are plain mappings from column name to the value the OVS Python IDL gives
   (`Datum.to_python`): str, int and bool for scalar columns; a list for sets and for optional
   columns (`[]` or `[value]`; a bare value or None are accepted too); a dict for maps.
   References are given as the referenced row's key: `Chassis.name` for the chassis columns, the
-  Datapath_Binding's `_uuid` (str or uuid.UUID) for `datapath`. Extra columns are ignored;
-  columns an older OVN lacks (`up`, `requested_chassis`, `additional_chassis`) may be absent.
+  Datapath_Binding's `_uuid` (str or uuid.UUID) for `datapath`. A Load_Balancer's datapath
+  groups (`datapath_group`, `ls_datapath_group`, `lr_datapath_group`) are given as the
+  `datapaths` of the Logical_DP_Group they reference: a list of Datapath_Binding UUIDs. Extra
+  columns are ignored; columns an older OVN lacks (`up`, `requested_chassis`,
+  `additional_chassis`, the datapath groups) may be absent.
 - No I/O: the OVSDB reader builds this view; the planner consumes it.
 """
 
@@ -28,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ovn_fabric.model import IPAddress
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 OVS_TABLE = "Open_vSwitch"
 DEFAULT_INTEGRATION_BRIDGE = "br-int"
@@ -168,6 +175,42 @@ class PortBinding:
         return binding, reader.done()
 
 
+# The columns of an SB Load_Balancer naming the datapaths it applies to, by OVN version:
+# `datapaths` (20.12), `datapath_group` (22.09), `ls_datapath_group`/`lr_datapath_group` (24.03).
+LB_DATAPATH_COLUMNS = ("datapaths", "datapath_group", "ls_datapath_group", "lr_datapath_group")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LoadBalancer:
+    """SB Load_Balancer. northd copies the NB name and vips; external_ids holds only
+    `lb_id` (the NB row's UUID). Before OVN 24.03 only load balancers applied to a logical
+    switch reach the SB, naming switch datapaths only; from 24.03 `lr_datapath_group` names
+    routers. An NB Load_Balancer given in the same shape (a router-only one, such as Neutron
+    port forwarding, which an older SB lacks) keeps Neutron's keys in external_ids."""
+
+    uuid: str
+    name: str = ""                          # Octavia: the LB id; Neutron: pf-floatingip-...
+    vips: FrozenMap = FrozenMap()           # "172.24.4.201:80" -> "10.0.0.22:8080,..."
+    datapaths: tuple[str, ...] = ()         # every datapath it applies to, switches and routers
+    external_ids: FrozenMap = FrozenMap()
+
+    @classmethod
+    def from_row(cls, row: object) -> tuple[LoadBalancer | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Load_Balancer", row, "_uuid")
+        if reader.key is None:
+            return None, reader.done()
+        datapaths = sorted({datapath for column in LB_DATAPATH_COLUMNS
+                            for datapath in reader.string_set(column)})
+        balancer = cls(
+            uuid=reader.key,
+            name=reader.string("name"),
+            vips=reader.string_map("vips"),
+            datapaths=tuple(datapaths),
+            external_ids=reader.string_map("external_ids"),
+        )
+        return balancer, reader.done()
+
+
 @dataclass(frozen=True, slots=True)
 class OvnView:
     """Everything the planner knows about OVN, as seen from this node."""
@@ -179,6 +222,7 @@ class OvnView:
     datapaths: tuple[Datapath, ...] = ()
     port_bindings: tuple[PortBinding, ...] = ()
     problems: tuple[Problem, ...] = ()
+    load_balancers: tuple[LoadBalancer, ...] = ()
 
     def __post_init__(self) -> None:
         canonical = {
@@ -187,6 +231,8 @@ class OvnView:
             "port_bindings": tuple(
                 sorted(self.port_bindings, key=lambda p: (p.logical_port, repr(p)))),
             "problems": tuple(sorted(set(self.problems))),
+            "load_balancers": tuple(
+                sorted(self.load_balancers, key=lambda b: (b.uuid, repr(b)))),
         }
         for name, value in canonical.items():
             object.__setattr__(self, name, value)
@@ -200,6 +246,7 @@ def build_view(
     chassis: Iterable[object] = (),
     datapaths: Iterable[object] = (),
     port_bindings: Iterable[object] = (),
+    load_balancers: Iterable[object] = (),
 ) -> OvnView:
     """Build a view from raw rows and local facts, recording every problem instead of raising.
 
@@ -217,10 +264,12 @@ def build_view(
                             lambda d: d.uuid, "Datapath_Binding", problems)
     binding_rows = _unique(_build_rows(PortBinding.from_row, port_bindings, problems),
                            lambda p: p.logical_port, "Port_Binding", problems)
+    balancer_rows = _unique(_build_rows(LoadBalancer.from_row, load_balancers, problems),
+                            lambda b: b.uuid, "Load_Balancer", problems)
     return OvnView(
         local_chassis=local, bridge_mappings=mappings, integration_bridge=br_int,
         chassis=chassis_rows, datapaths=datapath_rows, port_bindings=binding_rows,
-        problems=tuple(problems),
+        problems=tuple(problems), load_balancers=balancer_rows,
     )
 
 
@@ -305,6 +354,87 @@ def _parse_address(token: str) -> tuple[IPAddress | None, str]:
         return ipaddress.ip_interface(token).ip, ""
     except ValueError:
         return None, "not an IP address"
+
+
+def parse_ip(token: str) -> tuple[IPAddress | None, str]:
+    """An address as OVN writes it in options (e.g. `virtual-ip`), or None and why not."""
+    return _parse_address(token.strip())
+
+
+def parse_interface(token: str) -> IPInterface | None:
+    """The address and prefix of a `mac` token of a router port ("10.0.0.1/26"; a bare
+    address is a /32 or /128), or None when it is not one."""
+    if "%" in token:
+        return None
+    try:
+        return ipaddress.ip_interface(token)
+    except ValueError:
+        return None
+
+
+# --- the `nat_addresses` column ----------------------------------------------------------------
+
+# ovn-controller reads an entry as `extract_addresses_with_port` does: an Ethernet address, IP
+# addresses, then optionally `is_chassis_resident("<logical port>")`, the port given as a quoted
+# string of OVN's lexer (C escapes).
+_RESIDENT_RE = re.compile(r'is_chassis_resident\s*\(\s*"((?:[^"\\]|\\.)*)"\s*\)\s*$')
+_RESIDENT_WORD = "is_chassis_resident"
+
+
+@dataclass(frozen=True, slots=True)
+class NatAddress:
+    """One entry of a Port_Binding `nat_addresses` column, e.g.
+    `fa:16:3e:10:20:30 172.24.4.100 172.24.4.200 is_chassis_resident("cr-lrp-<gw>")`:
+    OVN answers for (and announces) these addresses with this MAC on the chassis where the
+    resident port is."""
+
+    mac: str | None
+    addresses: tuple[Address, ...] = ()
+    resident: str | None = None                     # the port named by is_chassis_resident()
+    rejected: tuple[tuple[str, str], ...] = ()      # (token, why it is unusable)
+    error: str = ""                                 # why the whole entry is unusable
+
+
+def parse_nat_address(entry: str) -> NatAddress:
+    head, resident, error = _split_resident(entry)
+    parsed = parse_address_entry(head)
+    if parsed.mac is None:
+        return NatAddress(mac=None, error="does not start with an Ethernet address")
+    return NatAddress(mac=parsed.mac, addresses=parsed.addresses, resident=resident,
+                      rejected=parsed.rejected, error=error)
+
+
+def _split_resident(entry: str) -> tuple[str, str | None, str]:
+    """(the addresses part, the resident port or None, why the resident part is unusable)."""
+    start = entry.find(_RESIDENT_WORD)
+    if start < 0:
+        return entry, None, "no is_chassis_resident(): which chassis answers for it is unknown"
+    match = _RESIDENT_RE.match(entry, start)
+    if match is None:
+        return entry[:start], None, 'malformed is_chassis_resident(): expected ("<port>")'
+    port = re.sub(r"\\(.)", r"\1", match.group(1))
+    if not port:
+        return entry[:start], None, "is_chassis_resident() names no port"
+    return entry[:start], port, ""
+
+
+# --- Load_Balancer `vips` keys -----------------------------------------------------------------
+
+
+def parse_vip(key: str) -> tuple[IPAddress | None, str]:
+    """The address of a `vips` key as OVN writes it: "IP", "IP:PORT", "[IP6]" or "[IP6]:PORT";
+    or None and why not (template VIPs such as "^VAR:80" are not addresses)."""
+    text, port = key.strip(), ""
+    if text.startswith("["):
+        text, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return None, "not [IPv6] or [IPv6]:PORT"
+        port = port[1:] if port else ""
+    elif text.count(":") == 1:
+        text, port = text.split(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        return None, f"bad port {port!r}"
+    return _parse_address(text) if text else (None, "no address")
 
 
 # --- reading rows -----------------------------------------------------------------------------
