@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
@@ -66,26 +67,52 @@ def touches_our_state(msg: Any, bridges: frozenset[str], names: dict[int, str]) 
 
 
 class KernelWatch:
-    """A daemon thread listening to rtnetlink in the current network namespace."""
+    """A daemon thread listening to rtnetlink in the current network namespace.
+
+    The socket is created, bound and read by the watch's own thread: pyroute2 (0.9) keeps its
+    message queue and event loop per thread, so a socket made in one thread and read in another
+    never returns an event. `close()` may be called from any thread (pyroute2 posts its
+    terminator to the owner's queue thread-safely)."""
 
     def __init__(self, bridges: Iterable[str], on_touch: Callable[[], None]) -> None:
         self._bridges = frozenset(bridges)
         self._on_touch = on_touch
-        self._ipr = IPRoute()
-        self._ipr.bind(groups=GROUPS)
-        self._names = {link["index"]: link.get_attr("IFLA_IFNAME")
-                       for link in self._ipr.get_links()}
+        self._ipr: Any = None
+        self._names: dict[int, str] = {}
+        self._ready = threading.Event()
+        self._error: OSError | NetlinkError | None = None
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kernel-watch", daemon=True)
 
-    def start(self) -> KernelWatch:
+    def start(self, timeout: float = 10.0) -> KernelWatch:
+        """Start the thread; return once it listens (events from then on are seen)."""
         self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"the kernel watch did not start listening within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        if self._ipr is None:   # the thread died of something else (its traceback is printed)
+            raise RuntimeError("the kernel watch could not open its netlink socket")
         return self
 
+    def _open(self) -> Any:
+        ipr = IPRoute()
+        ipr.bind(groups=GROUPS)
+        self._names = {link["index"]: link.get_attr("IFLA_IFNAME")
+                       for link in ipr.get_links()}
+        return ipr
+
     def _run(self) -> None:
+        try:
+            ipr = self._ipr = self._open()
+        except (OSError, NetlinkError) as exc:  # handed to start(), raised in the caller
+            self._error = exc
+            return
+        finally:
+            self._ready.set()
         while not self._closed.is_set():
             try:
-                messages = self._ipr.get()
+                messages = ipr.get()
             except OSError as exc:
                 if not self._closed.is_set():
                     log.warning("kernel watch stopped reading netlink: %s; the periodic "
@@ -98,4 +125,6 @@ class KernelWatch:
 
     def close(self) -> None:
         self._closed.set()
-        self._ipr.close()
+        if self._ipr is not None:
+            self._ipr.close()
+        self._thread.join(timeout=5)
