@@ -8,6 +8,7 @@ with the rest, and it sees the node's kernel, OVS and FRR as it would on a real 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -82,9 +83,17 @@ def start(lab: Lab, node: str) -> int:
 
 
 def stop(lab: Lab, node: str, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop the node's agent with `sig` and return once it is gone. SIGTERM lets it stop
+    cleanly (SIGKILL after 5 s); any other signal is sent alone, so that SIGKILL is a crash
+    the agent never sees coming (terminate() would send SIGTERM first)."""
     pid = agent_pid(lab, node)
-    if pid is not None:
-        terminate([pid], grace=0 if sig == signal.SIGKILL else 5)
+    if pid is None:
+        return
+    if sig == signal.SIGTERM:
+        terminate([pid], grace=5)
+        return
+    os.kill(pid, sig)
+    wait_until(lambda: not alive(pid), timeout=5, what=f"the agent on {node} to die of {sig.name}")
 
 
 def status(lab: Lab, node: str) -> dict[str, object]:

@@ -24,6 +24,8 @@ class Outage:
     sent: int
     received: int
     longest_gap_ms: float     # longest run of lost replies, times the interval
+    lost_seqs: tuple[int, ...] = ()   # icmp_seq of every request without a reply
+    action_seq: int = 0       # the last icmp_seq answered before the action began
 
     @property
     def lost(self) -> int:
@@ -47,14 +49,18 @@ def ping_through(netns: str, address: str, action: Callable[[], None], *,
     reader.start()
     wait_until(lambda: sum("icmp_seq=" in ln for ln in lines) >= lead_in,
                timeout=5, what=f"{lead_in} ping replies from {address} before the action")
+    before = list(lines)
     action()
     proc.wait(timeout=seconds + 10)
     reader.join(timeout=5)
     seqs = sorted({int(m) for m in re.findall(r"icmp_seq=(\d+) ", "".join(lines))})
     if not seqs:
-        return Outage(count, 0, seconds * 1000)
+        return Outage(count, 0, seconds * 1000, tuple(range(1, count + 1)))
     gaps = [b - a - 1 for a, b in zip([0, *seqs], [*seqs, count + 1], strict=True)]
-    return Outage(count, len(seqs), max(gaps) * interval_ms)
+    answered_before = [int(m) for m in re.findall(r"icmp_seq=(\d+) ", "".join(before))]
+    return Outage(count, len(seqs), max(gaps) * interval_ms,
+                  tuple(sorted(set(range(1, count + 1)) - set(seqs))),
+                  max(answered_before, default=0))
 
 
 def route_devs(lab: Lab, device: str, address: str) -> set[str]:

@@ -305,6 +305,11 @@ def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
     except CommandError:
         if ovn.ovs_socket(paths, vm.node).exists():
             raise
+    # Delete the veth by its host end: both ends go at once. Deleting the namespace alone
+    # would leave the tap behind for a while (the kernel dismantles a namespace in the
+    # background; seen taking over a second on a busy machine), and adding a VM of the same
+    # name in the meantime fails with "File exists".
+    run(["ip", "-n", paths.netns(vm.node), "link", "del", "dev", vm.tap], check=False)
     if _netns_exists(vm.netns):
         _kill_namespace_processes(vm.netns)
         run(["ip", "netns", "delete", vm.netns])
