@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from ovn_fabric.lab.paths import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
-    from ovn_fabric.lab.lab import Lab
     from ovn_fabric.lab.vm import Vm
 
 
@@ -84,52 +83,88 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("node")
 
 
-def _run_lab(args: argparse.Namespace) -> int:
+def _split_options(rest: list[str], args: argparse.Namespace) -> list[str]:
+    """`lab exec NODE [--prefix P] [--] CMD...`: options written after the node (argparse
+    leaves them in the remainder) are taken here, so that `--prefix` is never passed on to the
+    command or ignored (running in another lab)."""
+    while rest and rest[0] != "--" and rest[0].startswith("--prefix"):
+        if "=" in rest[0]:
+            args.prefix, rest = rest[0].split("=", 1)[1], rest[1:]
+        elif len(rest) > 1:
+            args.prefix, rest = rest[1], rest[2:]
+        else:
+            raise SystemExit("ovn-fabric: error: --prefix needs a value")
+    return rest[1:] if rest[:1] == ["--"] else rest
+
+
+def _lab_up(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab  # noqa: PLC0415
+
+    print(f"ovn-fabric: building lab {args.prefix!r} from {args.topology}", flush=True)
+    lab.up(args.topology, args.prefix, _progress, with_ovn=not args.fabric_only)
+    return 0
+
+
+def _lab_down(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab  # noqa: PLC0415
+
+    lab.down(args.prefix, _progress)
+    return 0
+
+
+def _lab_status(args: argparse.Namespace) -> int:
     from ovn_fabric.lab import lab, status  # noqa: PLC0415
 
-    cmd = args.lab_command
-    if cmd == "up":
-        print(f"ovn-fabric: building lab {args.prefix!r} from {args.topology}", flush=True)
-        lab.up(args.topology, args.prefix, _progress, with_ovn=not args.fabric_only)
-        return 0
-    if cmd == "down":
-        lab.down(args.prefix, _progress)
-        return 0
+    report = status.collect(lab.open_lab(args.prefix))
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
+    return 0
+
+
+def _lab_link(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab  # noqa: PLC0415
+
     running = lab.open_lab(args.prefix)
-    if cmd == "status":
-        report = status.collect(running)
-        print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
-        return 0
-    if cmd == "exec":
-        argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        if not argv:
-            argv = [os.environ.get("SHELL", "/bin/bash")]
-        ns = status.namespace_of(running, args.node)
-        os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
-    if cmd == "vtysh":
+    link = lab.find_link(running, args.a, args.b, args.index)
+    if args.link_command == "cut":
+        lab.cut_link(running, link, silent=args.silent)
+    else:
+        lab.restore_link(running, link)
+    return 0
+
+
+def _lab_vip(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab  # noqa: PLC0415
+
+    was = lab.move_vip(lab.open_lab(args.prefix), args.node)
+    print(f"control-plane VIP moved from {was or 'nowhere'} to {args.node}")
+    return 0
+
+
+def _run_lab(args: argparse.Namespace) -> int:
+    handlers = {"up": _lab_up, "down": _lab_down, "status": _lab_status, "exec": _exec,
+                "vtysh": _exec, "vm": _run_vm, "link": _lab_link, "vip": _lab_vip}
+    return handlers[args.lab_command](args)
+
+
+def _exec(args: argparse.Namespace) -> int:
+    """`lab exec NODE -- CMD` and `lab vtysh NODE ARGS`: replace this process by the command,
+    run in the node's (or VM's) namespace."""
+    from ovn_fabric.lab import lab, status  # noqa: PLC0415
+
+    rest = _split_options(args.cmd if args.lab_command == "exec" else args.args, args)
+    running = lab.open_lab(args.prefix)
+    if args.lab_command == "vtysh":
         running.topology.device(args.node)
-        frr_dir = str(running.paths.frr_dir(args.node))
-        os.execvp("ip", ["ip", "netns", "exec", running.paths.netns(args.node), "vtysh",
-                         "--vty_socket", frr_dir, *args.args])
-    if cmd == "vm":
-        return _run_vm(running, args)
-    if cmd == "link":
-        link = lab.find_link(running, args.a, args.b, args.index)
-        if args.link_command == "cut":
-            lab.cut_link(running, link, silent=args.silent)
-        else:
-            lab.restore_link(running, link)
-        return 0
-    if cmd == "vip":
-        was = lab.move_vip(running, args.node)
-        print(f"control-plane VIP moved from {was or 'nowhere'} to {args.node}")
-        return 0
-    raise AssertionError(cmd)
+        argv = ["vtysh", "--vty_socket", str(running.paths.frr_dir(args.node)), *rest]
+    else:
+        argv = rest or [os.environ.get("SHELL", "/bin/bash")]
+    os.execvp("ip", ["ip", "netns", "exec", status.namespace_of(running, args.node), *argv])
 
 
-def _run_vm(running: Lab, args: argparse.Namespace) -> int:
-    from ovn_fabric.lab import vm  # noqa: PLC0415
+def _run_vm(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab, vm  # noqa: PLC0415
 
+    running = lab.open_lab(args.prefix)
     if args.vm_command == "add":
         made = vm.add_vm(running.paths, running.topology, name=args.name, node=args.node,
                          ip4=args.ip4, ip6=args.ip6)

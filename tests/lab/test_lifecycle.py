@@ -114,3 +114,14 @@ def test_cli_reports_errors_without_a_traceback() -> None:
     result = _cli("lab", "up", "/nonexistent.toml", "--prefix", "nolab")
     assert result.returncode == 1
     assert "cannot read topology" in result.stderr
+
+
+def test_cli_prefix_after_the_node_selects_the_lab(three_rack: Lab) -> None:
+    """`lab exec NODE --prefix P -- CMD` must run in lab P, not in the default lab."""
+    shown = _cli("lab", "exec", "compute3", "--prefix", three_rack.prefix, "--",
+                 "ip", "-4", "addr", "show", "dev", "lo")
+    assert shown.returncode == 0, shown.stderr
+    assert "10.255.0.12/32" in shown.stdout
+    bgp = _cli("lab", "vtysh", "spine1", f"--prefix={three_rack.prefix}", "-c",
+               "show bgp summary")
+    assert "leaf3b" in bgp.stdout
