@@ -41,8 +41,10 @@ def view(*addresses: str) -> OvnView:
 @dataclass
 class Source:
     current: OvnView | None = None
+    reads: int = 0
 
     def synced_snapshot(self) -> OvnView | None:
+        self.reads += 1
         return self.current
 
 
@@ -152,6 +154,35 @@ def test_a_tick_with_an_unchanged_plan_reads_only_the_flows() -> None:
     assert kernel.routes == set()
     reconciler.reconcile(Trigger.KERNEL)      # ... which marks KERNEL: repaired
     assert kernel.routes == {"172.24.4.10/32"}
+
+
+def test_only_ovn_and_resync_passes_read_ovn() -> None:
+    """A snapshot costs ~0.3 ms per port: ticks at a node with 3,000 ports took half a core."""
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, _, _ = make(source)
+    reconciler.reconcile(Trigger.OVN)
+    source.current = view("172.24.4.10", "172.24.4.11")    # without a mark: not seen
+    for trigger in (Trigger.TICK, Trigger.FRR, Trigger.KERNEL):
+        assert reconciler.reconcile(trigger).ok
+    assert source.reads == 1
+    assert kernel.routes == {"172.24.4.10/32"}
+    reconciler.reconcile(Trigger.RESYNC)
+    assert (source.reads, kernel.routes) == (2, {"172.24.4.10/32", "172.24.4.11/32"})
+
+
+def test_while_ovn_is_unsynced_every_pass_reads_it_and_touches_nothing() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, flows, _ = make(source)
+    reconciler.reconcile(Trigger.OVN)
+    source.current = None                                    # connection lost
+    assert reconciler.reconcile(Trigger.OVN).waiting_for_ovn
+    flows.installed = frozenset()
+    outcome = reconciler.reconcile(Trigger.TICK)
+    assert outcome.waiting_for_ovn
+    assert (source.reads, flows.installed) == (3, frozenset())
+    source.current = view("172.24.4.11")                     # back, and changed meanwhile
+    assert reconciler.reconcile(Trigger.TICK).ok
+    assert kernel.routes == {"172.24.4.11/32"}
 
 
 def test_the_loop_runs_a_pass_after_a_mark_and_stops() -> None:
