@@ -27,11 +27,17 @@ def _require_root_and_daemons() -> None:
         pytest.fail(str(exc))
 
 
+def built_lab(topology: str, prefix: str) -> Iterator[labmod.Lab]:
+    """A lab for a fixture to yield: fails loudly without root or a daemon, removes a leftover
+    of a killed run first, and is always removed afterwards."""
+    _require_root_and_daemons()
+    labmod.down(prefix)
+    try:
+        yield labmod.up(topology, prefix, print)
+    finally:
+        labmod.down(prefix)
+
+
 @pytest.fixture(scope="session")
 def three_rack() -> Iterator[labmod.Lab]:
-    _require_root_and_daemons()
-    labmod.down(THREE_RACK_PREFIX)
-    try:
-        yield labmod.up("three-rack", THREE_RACK_PREFIX, print)
-    finally:
-        labmod.down(THREE_RACK_PREFIX)
+    yield from built_lab("three-rack", THREE_RACK_PREFIX)

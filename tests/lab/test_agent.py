@@ -22,7 +22,6 @@ and no provider route anywhere (checked), and leaves it so.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -40,11 +39,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from ovn_fabric.lab import agents, ovn, probe
 from ovn_fabric.lab import lab as labmod
 from ovn_fabric.lab import vm as vmmod
-from ovn_fabric.lab.fabric import require_binaries, vtysh
+from ovn_fabric.lab.fabric import vtysh
 from ovn_fabric.lab.lab import Lab
-from ovn_fabric.lab.sh import output, run, wait_until
+from ovn_fabric.lab.sh import output, run, wait_until, wait_until_fine
 from ovn_fabric.lab.vm import Vm
 from ovn_fabric.model import FLOW_COOKIE, FLOW_COOKIE_MASK, RTPROT_OVN_FABRIC
+
+from .conftest import built_lab
 
 pytestmark = pytest.mark.lab
 
@@ -66,17 +67,7 @@ REPAIR_S = 1.0           # the agent's promise for drift it sees (netlink) or ti
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.fail("the lab tests need root (network namespaces, FRR, OVS)")
-    try:
-        require_binaries()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc))
-    labmod.down(PREFIX)            # a leftover of a killed run
-    try:
-        yield labmod.up("three-rack", PREFIX, print)
-    finally:
-        labmod.down(PREFIX)
+    yield from built_lab("three-rack", PREFIX)
 
 
 @dataclass(frozen=True)
@@ -119,17 +110,7 @@ def _lab_problems(lab: Lab) -> list[str]:
 
 
 def _wait_lab_clean(lab: Lab, timeout: float = CONVERGE_S) -> None:
-    last: list[str] = []
-
-    def clean() -> bool:
-        nonlocal last
-        last = _lab_problems(lab)
-        return not last
-
-    try:
-        wait_until(clean, timeout=timeout, interval=0.1, what="the lab to be clean")
-    except Exception as exc:
-        raise AssertionError(f"{exc}: {last}") from exc
+    wait_until_fine(lambda: _lab_problems(lab), timeout=timeout, what="the lab to be clean")
 
 
 def _leaves_at_spines(lab: Lab, address: str) -> dict[str, set[str]]:

@@ -20,23 +20,11 @@ from ovn_fabric.lab.procs import netns_pids, terminate
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.topology import parse
 
+from ..topologies import small_topology
+
 pytestmark = pytest.mark.lab
 
-NODE = """
-name = "one-node"
-[addressing]
-loopback4 = "10.255.0.0/24"
-loopback6 = "fd00:255::/64"
-[control_plane]
-vip4 = "10.255.255.1"
-vip6 = "fd00:255:ffff::1"
-[provider_network]
-name = "public"
-physnet = "datacentre"
-cidr4 = "172.24.4.0/24"
-gateway4 = "172.24.4.1"
-cidr6 = "2001:db8:24:4::/64"
-gateway6 = "2001:db8:24:4::1"
+NODE = small_topology("one-node", """
 [[device]]
 name = "node"
 roles = ["controller", "compute"]
@@ -47,7 +35,7 @@ role = "leaf"
 asn = 64999
 [[link]]
 ends = ["node", "leaf"]
-"""
+""")
 
 POLICY = ExposurePolicy(
     allow=(PrefixRule(ip_network("172.24.4.0/24"), "test"),

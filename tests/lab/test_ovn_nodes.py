@@ -34,6 +34,8 @@ from ovn_fabric.lab.sh import CommandError, Timeout, output, run, wait_until
 from ovn_fabric.lab.topology import Topology, parse
 from ovn_fabric.lab.vm import Vm, add_vm, del_vm, list_vms, tap_name
 
+from ..topologies import small_topology
+
 pytestmark = pytest.mark.lab
 
 PREFIX = "hxo"
@@ -44,22 +46,7 @@ BINARIES = (
     "ovs-ofctl", "ovn-northd", "ovn-controller", "ovn-nbctl", "ovn-sbctl", "ovn-appctl",
 )
 
-TOPOLOGY = """
-name = "hxo-ovn-nodes"
-[addressing]
-loopback4 = "10.255.0.0/24"
-loopback6 = "fd00:255::/64"
-[control_plane]
-vip4 = "10.255.255.1"
-vip6 = "fd00:255:ffff::1"
-[provider_network]
-name = "public"
-physnet = "datacentre"
-bridge = "br-ex"
-cidr4 = "172.24.4.0/24"
-gateway4 = "172.24.4.1"
-cidr6 = "2001:db8:24:4::/64"
-gateway6 = "2001:db8:24:4::1"
+TOPOLOGY = small_topology("hxo-ovn-nodes", """
 [[device]]
 name = "central"
 role = "controller"
@@ -76,7 +63,7 @@ asn = 64999
 ends = ["c1", "central"]
 [[link]]
 ends = ["c2", "central"]
-"""
+""")
 
 
 @dataclass

@@ -8,21 +8,9 @@ import pytest
 
 from ovn_fabric.lab.topology import BUILTIN, Role, TopologyError, builtin_path, load, parse
 
-MINIMAL = """
-name = "mini"
-[addressing]
-loopback4 = "10.255.0.0/24"
-loopback6 = "fd00:255::/64"
-[control_plane]
-vip4 = "10.255.255.1"
-vip6 = "fd00:255:ffff::1"
-[provider_network]
-name = "public"
-physnet = "datacentre"
-cidr4 = "172.24.4.0/24"
-gateway4 = "172.24.4.1"
-cidr6 = "2001:db8::/64"
-gateway6 = "2001:db8::1"
+from ..topologies import small_topology
+
+MINIMAL = small_topology("mini", """
 [[device]]
 name = "r"
 role = "router"
@@ -33,7 +21,7 @@ roles = ["controller", "compute"]
 asn = 65001
 [[link]]
 ends = ["h", "r"]
-"""
+""")
 
 
 @pytest.mark.parametrize("name", BUILTIN)

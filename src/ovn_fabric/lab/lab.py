@@ -19,7 +19,7 @@ from pathlib import Path
 from ovn_fabric.lab import fabric
 from ovn_fabric.lab.paths import LabPaths
 from ovn_fabric.lab.procs import netns_pids, terminate
-from ovn_fabric.lab.sh import output, run, wait_until
+from ovn_fabric.lab.sh import Timeout, output, run, wait_until_fine
 from ovn_fabric.lab.topology import Link, Role, Topology, load
 
 Progress = Callable[[str], None]
@@ -243,17 +243,11 @@ def fabric_problems(lab: Lab) -> list[str]:
 
 
 def wait_fabric_converged(lab: Lab, timeout: float) -> None:
-    last: list[str] = []
-
-    def converged() -> bool:
-        nonlocal last
-        last = fabric_problems(lab)
-        return not last
-
     try:
-        wait_until(converged, timeout=timeout, interval=0.25, what="fabric convergence")
-    except Exception as exc:
-        raise LabError(f"{exc}; still wrong: {'; '.join(last[:5])}") from exc
+        wait_until_fine(lambda: fabric_problems(lab), timeout=timeout, interval=0.25,
+                        what="fabric convergence")
+    except Timeout as exc:
+        raise LabError(str(exc)) from exc
 
 
 # --- operations on a running lab ----------------------------------------------------------------

@@ -98,3 +98,25 @@ def wait_until(
             suffix = f" (last error: {last_error})" if last_error else ""
             raise Timeout(f"timed out after {timeout:.1f} s waiting for {what}{suffix}")
         time.sleep(interval)
+
+
+def wait_until_fine(
+    problems: Callable[[], list[str]],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+) -> None:
+    """Poll `problems` until it returns an empty list; on timeout, raise Timeout naming the
+    problems still seen last (the first five)."""
+    last: list[str] = []
+
+    def fine() -> bool:
+        nonlocal last
+        last = problems()
+        return not last
+
+    try:
+        wait_until(fine, timeout=timeout, interval=interval, what=what)
+    except Timeout as exc:
+        raise Timeout(f"{exc}; still wrong: {'; '.join(last[:5])}") from None
