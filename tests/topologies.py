@@ -8,6 +8,7 @@ name = "{name}"
 [addressing]
 loopback4 = "10.255.0.0/24"
 loopback6 = "fd00:255::/64"
+encap4 = "10.255.1.0/24"
 [control_plane]
 vip4 = "10.255.255.1"
 vip6 = "fd00:255:ffff::1"

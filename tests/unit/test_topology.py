@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
@@ -57,6 +57,21 @@ def test_loopbacks_follow_listing_order_and_interfaces_are_named_after_peers() -
     assert [i.ifname for i in topo.interfaces("compute1")] == ["leaf1a", "leaf1b"]
 
 
+def test_chassis_get_encap_addresses_from_their_pool_and_others_none() -> None:
+    topo = load("three-rack")
+    assert topo.encap_pool4 == IPv4Network("10.255.1.0/24")
+    # device N of the file gets address N of the pool, like its loopback
+    assert {d.name: str(d.encap4) for d in topo.chassis} == {
+        "compute1": "10.255.1.10", "compute2": "10.255.1.11", "compute3": "10.255.1.12"}
+    assert topo.encap("compute3") == IPv4Address("10.255.1.12")
+    assert all(d.encap4 is None for d in topo.devices if not d.is_chassis)
+    with pytest.raises(KeyError, match="not a chassis"):
+        topo.encap("leaf1a")
+    # a chassis may choose its own, inside the pool
+    own = parse(MINIMAL.replace("asn = 65001", 'asn = 65001\nencap4 = "10.255.1.77"'))
+    assert own.encap("h") == IPv4Address("10.255.1.77")
+
+
 def test_parallel_links_get_numbered_interface_names() -> None:
     topo = load("two-worker")
     assert [i.ifname for i in topo.interfaces("worker1")] == ["router-1", "router-2"]
@@ -88,6 +103,15 @@ def test_minimal_topology_parses() -> None:
          "exactly one device must have the role 'controller'"),
         ('roles = ["controller", "compute"]', 'roles = ["controller", "leaf"]',
          "cannot also be a host"),
+        ('encap4 = "10.255.1.0/24"\n', "", "addressing: missing key 'encap4'"),
+        ('encap4 = "10.255.1.0/24"', 'encap4 = "10.255.0.128/25"',
+         "addressing.encap4: 10.255.0.128/25 overlaps the loopback pool"),
+        ('role = "router"', 'role = "router"\nencap4 = "10.255.1.9"',
+         "device 'r'.encap4: only a chassis (compute, gateway) has one"),
+        ('asn = 65001', 'asn = 65001\nencap4 = "10.255.2.1"',
+         "device 'h'.encap4: 10.255.2.1 is not a host address of 10.255.1.0/24"),
+        ('vip4 = "10.255.255.1"', 'vip4 = "10.255.1.2"',
+         "control_plane: VIP equals the encap address of 'h'"),
     ],
 )
 def test_errors_name_the_offending_key(old: str, new: str, message: str) -> None:

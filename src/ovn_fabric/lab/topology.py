@@ -21,6 +21,9 @@ from typing import Any
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 IFNAME_MAX = 15
+# The OVS bridge whose address is a chassis' Geneve tunnel endpoint (ovn-encap-ip). The userspace
+# datapath terminates tunnels only on an OVS bridge's own address, never on `lo` (LAB_NOTES.md).
+ENCAP_BRIDGE = "br-phy"
 
 
 class TopologyError(ValueError):
@@ -75,6 +78,7 @@ class Device:
     rack: int | None
     loopback4: IPv4Address
     loopback6: IPv6Address
+    encap4: IPv4Address | None = None    # a chassis' tunnel endpoint, on br-phy; None elsewhere
 
     @property
     def is_host(self) -> bool:
@@ -131,6 +135,14 @@ class Topology:
     loopback_pool6: IPv6Network
     control_plane: ControlPlane
     provider: ProviderNetwork
+    encap_pool4: IPv4Network
+
+    def encap(self, name: str) -> IPv4Address:
+        """The tunnel endpoint (ovn-encap-ip) of the chassis `name`."""
+        address = self.device(name).encap4
+        if address is None:
+            raise KeyError(f"{name!r} is not a chassis: it has no tunnel endpoint")
+        return address
 
     def device(self, name: str) -> Device:
         for dev in self.devices:
@@ -254,11 +266,16 @@ def _build(data: dict[str, Any]) -> Topology:
     description = _get(data, "description", str, "top level", "")
 
     addressing = _get(data, "addressing", dict, "top level")
-    _check_keys(addressing, {"loopback4", "loopback6"}, "addressing")
+    _check_keys(addressing, {"loopback4", "loopback6", "encap4"}, "addressing")
     pool4: IPv4Network = _net(_get(addressing, "loopback4", str, "addressing"),
                               "addressing.loopback4", 4)
     pool6: IPv6Network = _net(_get(addressing, "loopback6", str, "addressing"),
                               "addressing.loopback6", 6)
+    encap_pool: IPv4Network = _net(_get(addressing, "encap4", str, "addressing"),
+                                   "addressing.encap4", 4)
+    if encap_pool.overlaps(pool4):
+        raise TopologyError(
+            f"addressing.encap4: {encap_pool} overlaps the loopback pool {pool4}")
 
     bfd_table = _get(data, "bfd", dict, "top level", {})
     _check_keys(bfd_table, {"interval_ms", "multiplier"}, "bfd")
@@ -271,7 +288,7 @@ def _build(data: dict[str, Any]) -> Topology:
     if not 2 <= bfd.multiplier <= 255:
         raise TopologyError("bfd.multiplier: must be between 2 and 255")
 
-    devices = _build_devices(_get(data, "device", list, "top level"), pool4, pool6)
+    devices = _build_devices(_get(data, "device", list, "top level"), pool4, pool6, encap_pool)
     by_name = {d.name: d for d in devices}
     links = _build_links(_get(data, "link", list, "top level"), by_name)
 
@@ -284,6 +301,8 @@ def _build(data: dict[str, Any]) -> Topology:
     for dev in devices:
         if control_plane.vip4 == dev.loopback4 or control_plane.vip6 == dev.loopback6:
             raise TopologyError(f"control_plane: VIP equals the loopback of {dev.name!r}")
+        if dev.encap4 is not None and control_plane.vip4 == dev.encap4:
+            raise TopologyError(f"control_plane: VIP equals the encap address of {dev.name!r}")
 
     provider = _build_provider(_get(data, "provider_network", dict, "top level"))
 
@@ -298,12 +317,12 @@ def _build(data: dict[str, Any]) -> Topology:
     return Topology(
         name=name, description=description, devices=devices, links=links, bfd=bfd,
         loopback_pool4=pool4, loopback_pool6=pool6, control_plane=control_plane,
-        provider=provider,
+        provider=provider, encap_pool4=encap_pool,
     )
 
 
 def _build_devices(
-    tables: list[Any], pool4: IPv4Network, pool6: IPv6Network
+    tables: list[Any], pool4: IPv4Network, pool6: IPv6Network, encap_pool: IPv4Network
 ) -> tuple[Device, ...]:
     devices: list[Device] = []
     seen: set[str] = set()
@@ -311,8 +330,8 @@ def _build_devices(
         where = f"device[{index}]"
         if not isinstance(table, dict):
             raise TopologyError(f"{where}: expected a table")
-        _check_keys(table, {"name", "role", "roles", "asn", "rack", "loopback4", "loopback6"},
-                    where)
+        _check_keys(table, {"name", "role", "roles", "asn", "rack", "loopback4", "loopback6",
+                            "encap4"}, where)
         name = _get(table, "name", str, where)
         where = f"device {name!r}"
         if not NAME_RE.match(name):
@@ -330,12 +349,38 @@ def _build_devices(
                else _nth(pool4, index + 1, where))
         lo6 = (_addr(table["loopback6"], f"{where}.loopback6", 6) if "loopback6" in table
                else _nth(pool6, index + 1, where))
-        devices.append(Device(name, roles, asn, rack, lo4, lo6))
-    for attr in ("loopback4", "loopback6"):
-        dup = [a for a, n in Counter(getattr(d, attr) for d in devices).items() if n > 1]
+        encap = _encap(table, roles, encap_pool, index, where)
+        devices.append(Device(name, roles, asn, rack, lo4, lo6, encap))
+    for attr in ("loopback4", "loopback6", "encap4"):
+        used = [getattr(d, attr) for d in devices if getattr(d, attr) is not None]
+        dup = [a for a, n in Counter(used).items() if n > 1]
         if dup:
             raise TopologyError(f"{attr} {dup[0]} is used by more than one device")
+    loopbacks = {d.loopback4 for d in devices}
+    for dev in devices:
+        if dev.encap4 in loopbacks:
+            raise TopologyError(f"device {dev.name!r}.encap4: {dev.encap4} is a loopback address")
     return tuple(devices)
+
+
+def _encap(table: dict[str, Any], roles: frozenset[Role], pool: IPv4Network, index: int,
+           where: str) -> IPv4Address | None:
+    """A chassis' tunnel endpoint: address N of the encap pool for device N, or its own
+    `encap4`, which must lie inside the pool too (every chassis routes the whole pool towards
+    br-phy, see lab/overlay.py). Other devices have none."""
+    if not roles & CHASSIS_ROLES:
+        if "encap4" in table:
+            raise TopologyError(f"{where}.encap4: only a chassis (compute, gateway) has one")
+        return None
+    if "encap4" not in table:
+        if index + 1 >= pool.num_addresses - 1:     # the broadcast address is no endpoint
+            raise TopologyError(f"{where}: the encap pool {pool} is too small")
+        address: IPv4Address = _nth(pool, index + 1, where, "encap")
+        return address
+    address = _addr(table["encap4"], f"{where}.encap4", 4)
+    if address not in pool or address in (pool.network_address, pool.broadcast_address):
+        raise TopologyError(f"{where}.encap4: {address} is not a host address of {pool}")
+    return address
 
 
 def _roles(table: dict[str, Any], where: str) -> frozenset[Role]:
@@ -353,9 +398,9 @@ def _roles(table: dict[str, Any], where: str) -> frozenset[Role]:
     return roles
 
 
-def _nth(pool: IPv4Network | IPv6Network, n: int, where: str) -> Any:
+def _nth(pool: IPv4Network | IPv6Network, n: int, where: str, kind: str = "loopback") -> Any:
     if n >= pool.num_addresses:
-        raise TopologyError(f"{where}: the loopback pool {pool} is too small")
+        raise TopologyError(f"{where}: the {kind} pool {pool} is too small")
     return pool.network_address + n
 
 
