@@ -15,13 +15,15 @@ How the RHOSP 17 BGP design maps onto sessions (docs/FABRIC.md explains the why)
 - Loopback addresses (and the control-plane VIP when it is there) are announced by redistributing
   the connected routes of `lo`, so adding or removing an address on `lo` is advertised or
   withdrawn at once.
+- A chassis also announces its Geneve tunnel endpoint (ovn-encap-ip): the connected /32 of its
+  br-phy, and only that address (prefix-list ENCAP4), so OVN's overlay runs over the fabric.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ovn_fabric.lab.topology import Device, Interface, Role, Topology
+from ovn_fabric.lab.topology import ENCAP_BRIDGE, Device, Interface, Role, Topology
 
 MAXIMUM_PATHS = 16
 BFD_PROFILE = "fabric"
@@ -116,6 +118,7 @@ def render(topology: Topology, name: str, *, log_file: str) -> str:
         "ip prefix-list LOOPBACK4 seq 5 deny 127.0.0.0/8 le 32",
         "ip prefix-list LOOPBACK4 seq 10 permit 0.0.0.0/0 ge 32",
         "ip prefix-list HOST-ROUTES4 seq 10 permit 0.0.0.0/0 ge 32",
+        *_encap_prefix_list(me),
         "ipv6 prefix-list LOOPBACK6 seq 5 deny ::1/128",
         "ipv6 prefix-list LOOPBACK6 seq 10 permit ::/0 ge 128",
         "ipv6 prefix-list HOST-ROUTES6 seq 10 permit ::/0 ge 128",
@@ -124,6 +127,7 @@ def render(topology: Topology, name: str, *, log_file: str) -> str:
         " match interface lo",
         " match ip address prefix-list LOOPBACK4",
         "exit",
+        *_encap_route_map(me),
         "route-map LOOPBACKS6 permit 10",
         " match interface lo",
         " match ipv6 address prefix-list LOOPBACK6",
@@ -173,6 +177,26 @@ def render(topology: Topology, name: str, *, log_file: str) -> str:
                   " exit-address-family"]
     lines += ["exit", "!", "end", ""]
     return "\n".join(lines)
+
+
+def _encap_prefix_list(me: Device) -> list[str]:
+    if me.encap4 is None:
+        return []
+    return [f"ip prefix-list ENCAP4 seq 10 permit {me.encap4}/32"]
+
+
+def _encap_route_map(me: Device) -> list[str]:
+    """A chassis' tunnel endpoint: the connected /32 of br-phy (docs/FABRIC.md)."""
+    if me.encap4 is None:
+        return []
+    return [
+        "! This chassis' Geneve tunnel endpoint (ovn-encap-ip), held by its bridge "
+        f"{ENCAP_BRIDGE}.",
+        "route-map LOOPBACKS4 permit 20",
+        f" match interface {ENCAP_BRIDGE}",
+        " match ip address prefix-list ENCAP4",
+        "exit",
+    ]
 
 
 def _family_policy(group: PeerGroup, me: Device, v: str, allowas: bool) -> list[str]:
