@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,5 +51,26 @@ def test_watch_sees_our_route_and_neighbour_deleted_but_not_bgp_churn(netns: str
         touched.clear()
         run([*ip, "neigh", "del", "10.9.0.1", "dev", "br-ex"])
         wait_until(touched.is_set, timeout=2, what="the neighbour deletion seen")
+    finally:
+        watch.close()
+
+
+def test_watch_survives_a_netlink_buffer_overflow(netns: str, tmp_path: Path) -> None:
+    """A burst larger than the socket's buffer loses events (ENOBUFS): the watch must say so
+    (a kernel resync), reopen, and keep seeing our state touched afterwards."""
+    touched = threading.Event()
+    watch = run_in_netns(netns, lambda: KernelWatch(["br-ex"], touched.set))
+    run_in_netns(netns, watch.start)
+    try:
+        batch = tmp_path / "routes.batch"
+        batch.write_text("".join(f"route add 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}/32 "
+                                 "dev br-ex proto 247\n" for i in range(60000)))
+        run(["ip", "-n", netns, "-batch", str(batch)])
+        run(["ip", "-n", netns, "route", "flush", "proto", "247"])
+        touched.clear()
+        ip = ["ip", "-n", netns]
+        run([*ip, "route", "add", "10.200.0.1/32", "dev", "br-ex", "proto", "247"])
+        run([*ip, "route", "del", "10.200.0.1/32", "dev", "br-ex"])
+        wait_until(touched.is_set, timeout=5, what="a deletion seen after the overflow")
     finally:
         watch.close()

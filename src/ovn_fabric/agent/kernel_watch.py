@@ -16,9 +16,11 @@ Our own changes echo back as events. That costs one more pass, which finds nothi
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -114,10 +116,27 @@ class KernelWatch:
             try:
                 messages = ipr.get()
             except OSError as exc:
-                if not self._closed.is_set():
+                if self._closed.is_set():
+                    return
+                if exc.errno != errno.ENOBUFS:
                     log.warning("kernel watch stopped reading netlink: %s; the periodic "
                                 "resync still repairs drift", exc)
-                return
+                    return
+                # The receive buffer overflowed (a burst of thousands of route changes): events
+                # were lost, so the kernel must be read back whole; and pyroute2 keeps raising
+                # ENOBUFS on this socket forever, so it is replaced.
+                log.info("kernel watch: netlink buffer overflowed, events lost; reopening and "
+                         "resyncing the kernel")
+                self._on_touch()
+                with suppress(OSError):     # pyroute2's close() re-raises the stored ENOBUFS
+                    ipr.close()
+                try:
+                    ipr = self._ipr = self._open()
+                except (OSError, NetlinkError) as reopen:
+                    log.warning("kernel watch could not reopen netlink: %s; the periodic "
+                                "resync still repairs drift", reopen)
+                    return
+                continue
             # every message is looked at (not any()): link events keep the name table current
             touched = [touches_our_state(m, self._bridges, self._names) for m in messages]
             if any(touched):
@@ -126,5 +145,6 @@ class KernelWatch:
     def close(self) -> None:
         self._closed.set()
         if self._ipr is not None:
-            self._ipr.close()
+            with suppress(OSError):
+                self._ipr.close()
         self._thread.join(timeout=5)
