@@ -117,7 +117,7 @@ def test_a_minimal_file_takes_the_defaults() -> None:
     assert settings.node == NodeIdentity(chassis=None, hostname=None)
     assert settings.ovn == OvnSettings(sb_remote=None, nb_remote=None)
     assert settings.ovs.db_socket == PurePosixPath("/var/run/openvswitch/db.sock")
-    assert settings.reconcile == ReconcileTimings(debounce_ms=100, resync_s=60)
+    assert settings.reconcile == ReconcileTimings(debounce_ms=20, resync_s=60)
     assert settings.status == StatusSettings(enabled=True, host=IPv4Address("127.0.0.1"),
                                              port=9247)
     assert settings.log_level == LogLevel.INFO
