@@ -317,8 +317,9 @@ def test_rack1_and_rack3_vms_talk_over_the_routed_fabric_without_geneve(
         assert (geneve_before.packets, geneve.packets) == (0, 0)
 
         # Positive control: the Geneve counter does count Geneve. Five UDP datagrams to port
-        # 6081 of compute1's loopback (its ovn-encap-ip) from compute3: each crosses two leaves.
-        target = str(lab.topology.device("compute1").loopback4)
+        # 6081 of compute1's tunnel endpoint (its ovn-encap-ip) from compute3: each crosses two
+        # leaves.
+        target = str(lab.topology.encap("compute1"))
         run([sys.executable, "-c",
              "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
              "for _ in range(5): s.sendto(b'g'*64,(sys.argv[1],6081))", target],

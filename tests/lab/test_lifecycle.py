@@ -97,7 +97,8 @@ def test_cli_status_and_exec(three_rack: Lab) -> None:
     row = next(ln.split() for ln in lines if ln.startswith("leaf1a "))
     assert row[:6] == ["leaf1a", "leaf", "1", "10.255.0.3", "4/4", "4/4"]
     for chassis in ("compute1", "compute2", "compute3"):
-        assert any(ln.split()[:1] == [chassis] and "encap=10.255.0." in ln for ln in lines
+        encap = f"encap={three_rack.topology.encap(chassis)}"
+        assert any(ln.split()[:1] == [chassis] and ln.split()[-1] == encap for ln in lines
                    if ln.startswith("  "))
     shown = _cli("lab", "exec", "--prefix", three_rack.prefix, "compute3", "--",
                  "ip", "-4", "addr", "show", "dev", "lo")

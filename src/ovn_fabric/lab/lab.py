@@ -129,26 +129,33 @@ def _build_fabric(lab: Lab, progress: Progress) -> None:
 
 
 def _build_ovn(lab: Lab, progress: Progress) -> None:
-    from ovn_fabric.lab import agents, ovn  # noqa: PLC0415  (optional for fabric tests)
+    from ovn_fabric.lab import agents, overlay, ovn  # noqa: PLC0415  (optional for fabric tests)
 
     topo, paths = lab.topology, lab.paths
     with _step(progress, "OVN control plane (NB, SB, northd) on " + topo.controller.name):
         ovn.start_central(paths, topo.controller.name)
-    with _step(progress, f"OVS + ovn-controller on {len(topo.chassis)} chassis"):
+    with _step(progress, f"OVS + ovn-controller on {len(topo.chassis)} chassis, "
+                         "tunnel endpoints on br-phy"):
         sb = f"tcp:{topo.control_plane.vip4}:6642"
         mappings = {topo.provider.physnet: topo.provider.bridge}
 
         def start(name: str) -> None:
             dev = topo.device(name)
+            endpoint = overlay.endpoint(topo, name)
+            overlay.prepare(paths, endpoint)
             ovn.start_chassis(paths, name, system_id=name, hostname=name,
-                              encap_ip=str(dev.loopback4), sb_remote=sb,
-                              bridge_mappings=mappings, gateway=Role.GATEWAY in dev.roles)
+                              encap_ip=str(endpoint.address), sb_remote=sb,
+                              bridge_mappings=mappings, gateway=Role.GATEWAY in dev.roles,
+                              extra_bridges=endpoint.ovs_bridges)
+            overlay.finish(paths, endpoint)
 
         with ThreadPoolExecutor(max_workers=3) as pool:
             list(pool.map(start, [d.name for d in topo.chassis]))
     with _step(progress, "chassis registered in the SB over the fabric"):
         ovn.wait_chassis(paths, topo.controller.name, [d.name for d in topo.chassis],
                          timeout=30)
+    with _step(progress, "every tunnel endpoint routed to every chassis over ECMP"):
+        overlay.wait_endpoints_routed(lab, timeout=30)
     with _step(progress, f"provider network {topo.provider.name!r}, created as Neutron does"):
         ovn.create_provider_network(paths, topo.controller.name, topo.provider)
     with _step(progress, f"ovn-fabric agent on {len(topo.chassis)} chassis, in sync"):

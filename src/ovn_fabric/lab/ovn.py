@@ -248,6 +248,7 @@ def start_central(paths: LabPaths, device: str) -> None:
 def _chassis_db_commands(
     *, system_id: str, hostname: str, encap_ip: str, sb_remote: str,
     bridge_mappings: Mapping[str, str], gateway: bool, device: str,
+    extra_bridges: Mapping[str, Sequence[str]],
 ) -> list[str]:
     """One ovs-vsctl transaction that configures the node before any daemon reads it."""
     external_ids = {
@@ -278,6 +279,15 @@ def _chassis_db_commands(
         "--", "set", "Bridge", INTEGRATION_BRIDGE, "fail_mode=secure",
         "other-config:disable-in-band=true",
     ]
+    # Bridges OVN does not know about (br-phy): NORMAL switching, as ovs-vswitchd sets it up.
+    for bridge, ports in extra_bridges.items():
+        args += [
+            "--", "--may-exist", "add-br", bridge,
+            "--", "set", "Bridge", bridge, "datapath_type=netdev",
+            f"other-config:hwaddr={json.dumps(bridge_mac(device, bridge))}",
+        ]
+        for port in ports:
+            args += ["--", "--may-exist", "add-port", bridge, port]
     return args
 
 
@@ -295,13 +305,17 @@ def start_chassis(
     sb_remote: str,
     bridge_mappings: dict[str, str],
     gateway: bool = False,
+    extra_bridges: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Start an OVN chassis in the `device` namespace: ovsdb-server, ovs-vswitchd, ovn-controller.
 
     `sb_remote` is e.g. `tcp:10.255.255.1:6642`; `bridge_mappings` maps physnet to bridge, e.g.
-    {"datacentre": "br-ex"}. Returns once the bridges' taps exist and are up and ovn-controller
-    runs; use `wait_chassis` to wait for the chassis to register in the SB.
+    {"datacentre": "br-ex"}; `extra_bridges` maps more bridges to the existing interfaces they
+    get as ports (br-phy and its veth, see overlay.py). Returns once the bridges' taps exist and
+    are up and ovn-controller runs; use `wait_chassis` to wait for the chassis to register in
+    the SB.
     """
+    extra = dict(extra_bridges or {})
     ovs_dir, ovn_dir = paths.ovs_dir(device), paths.ovn_dir(device)
     ovs_dir.mkdir(parents=True, exist_ok=True)
     ovn_dir.mkdir(parents=True, exist_ok=True)
@@ -315,10 +329,11 @@ def start_chassis(
             ["ovsdb-server", str(db), f"--remote=punix:{sock}", f"--unixctl={ctl}"])
     vsctl(paths, device, "--no-wait", "init", *_chassis_db_commands(
         system_id=system_id, hostname=hostname, encap_ip=encap_ip, sb_remote=sb_remote,
-        bridge_mappings=bridge_mappings, gateway=gateway, device=device))
+        bridge_mappings=bridge_mappings, gateway=gateway, device=device,
+        extra_bridges=extra))
     _daemon(paths, device, ovs_dir, "ovs-vswitchd", ["ovs-vswitchd", f"unix:{sock}"])
     netns = paths.netns(device)
-    for bridge in dict.fromkeys([INTEGRATION_BRIDGE, *bridge_mappings.values()]):
+    for bridge in dict.fromkeys([INTEGRATION_BRIDGE, *bridge_mappings.values(), *extra]):
         wait_until(functools.partial(_link_exists, netns, bridge),
                    timeout=DAEMON_TIMEOUT, what=f"the tap of {bridge} on {device}")
         run(["ip", "-n", netns, "link", "set", "dev", bridge, "up"])
