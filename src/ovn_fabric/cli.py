@@ -5,7 +5,11 @@
     ovn-fabric lab status [--prefix P] [--json]
     ovn-fabric lab exec NODE -- CMD...
     ovn-fabric lab vtysh NODE [-c 'show bgp summary']
-    ovn-fabric lab vm add NAME --node NODE [--ip4 A] [--ip6 A] | vm del NAME | vm list
+    ovn-fabric lab vm add NAME --node NODE [--network NET] [--ip4 A] [--ip6 A] | vm del NAME
+                                                                                     | vm list
+    ovn-fabric lab network add NAME --cidr4 P --cidr6 P | network del NAME | network list
+    ovn-fabric lab router add NAME [--gateway-chassis A,B] | router attach ROUTER NETWORK
+                                                            | router del NAME | router list
     ovn-fabric lab link cut A B [--silent] [--index N] | link restore A B [--index N]
     ovn-fabric lab vip move NODE
     ovn-fabric agent --config FILE
@@ -18,12 +22,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ovn_fabric.lab.paths import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
+    from ovn_fabric.lab import neutron
     from ovn_fabric.lab.vm import Vm
 
 
@@ -60,11 +65,14 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = with_prefix(vm_sub.add_parser("add"))
     p.add_argument("name")
     p.add_argument("--node", required=True)
+    p.add_argument("--network", help="a tenant network (default: the provider network)")
     p.add_argument("--ip4")
     p.add_argument("--ip6")
     p = with_prefix(vm_sub.add_parser("del"))
     p.add_argument("name")
     with_prefix(vm_sub.add_parser("list"))
+
+    _neutron_parsers(lab_sub, with_prefix)
 
     link = lab_sub.add_parser("link", help="break and mend fabric links")
     link_sub = link.add_subparsers(dest="link_command", required=True)
@@ -81,6 +89,35 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     vip_sub = vip.add_subparsers(dest="vip_command", required=True)
     p = with_prefix(vip_sub.add_parser("move"))
     p.add_argument("node")
+
+
+def _neutron_parsers(lab_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                     with_prefix: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
+                     ) -> None:
+    net = lab_sub.add_parser("network", help="Neutron tenant networks (Geneve, no localnet)")
+    net_sub = net.add_subparsers(dest="network_command", required=True)
+    p = with_prefix(net_sub.add_parser("add"))
+    p.add_argument("name")
+    p.add_argument("--cidr4", required=True, help="the IPv4 subnet, e.g. 10.0.0.0/24")
+    p.add_argument("--cidr6", required=True, help="the IPv6 subnet, e.g. fd00:10::/64")
+    p = with_prefix(net_sub.add_parser("del"))
+    p.add_argument("name")
+    with_prefix(net_sub.add_parser("list"))
+
+    router = lab_sub.add_parser("router", help="Neutron distributed routers")
+    router_sub = router.add_subparsers(dest="router_command", required=True)
+    p = with_prefix(router_sub.add_parser("add", help="a router with its gateway on the "
+                                                      "provider network"))
+    p.add_argument("name")
+    p.add_argument("--gateway-chassis",
+                   help="comma-separated chassis, highest priority first (default: every "
+                        "chassis with the gateway role)")
+    p = with_prefix(router_sub.add_parser("attach", help="a router interface on a network"))
+    p.add_argument("router")
+    p.add_argument("network")
+    p = with_prefix(router_sub.add_parser("del"))
+    p.add_argument("name")
+    with_prefix(router_sub.add_parser("list"))
 
 
 def _split_options(rest: list[str], args: argparse.Namespace) -> list[str]:
@@ -142,7 +179,8 @@ def _lab_vip(args: argparse.Namespace) -> int:
 
 def _run_lab(args: argparse.Namespace) -> int:
     handlers = {"up": _lab_up, "down": _lab_down, "status": _lab_status, "exec": _exec,
-                "vtysh": _exec, "vm": _run_vm, "link": _lab_link, "vip": _lab_vip}
+                "vtysh": _exec, "vm": _run_vm, "link": _lab_link, "vip": _lab_vip,
+                "network": _run_network, "router": _run_router}
     return handlers[args.lab_command](args)
 
 
@@ -167,7 +205,7 @@ def _run_vm(args: argparse.Namespace) -> int:
     running = lab.open_lab(args.prefix)
     if args.vm_command == "add":
         made = vm.add_vm(running.paths, running.topology, name=args.name, node=args.node,
-                         ip4=args.ip4, ip6=args.ip6)
+                         ip4=args.ip4, ip6=args.ip6, network=args.network)
         print(_vm_line(made))
     elif args.vm_command == "del":
         vm.del_vm(running.paths, running.topology, args.name)
@@ -179,7 +217,52 @@ def _run_vm(args: argparse.Namespace) -> int:
 
 def _vm_line(made: Vm) -> str:
     return (f"{made.name:10} on {made.node:10} {made.mac}  {made.ip4}  {made.ip6}  "
-            f"port {made.port_id}")
+            f"port {made.port_id}" + (f"  network {made.network}" if made.network else ""))
+
+
+def _run_network(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab, neutron  # noqa: PLC0415
+
+    running = lab.open_lab(args.prefix)
+    if args.network_command == "add":
+        made = neutron.add_network(running.paths, running.topology, args.name,
+                                   cidr4=args.cidr4, cidr6=args.cidr6)
+        print(f"{made.name:10} {made.cidr4} gw {made.gateway4}  {made.cidr6} gw {made.gateway6}"
+              f"  mtu {made.mtu}  switch {made.switch}")
+    elif args.network_command == "del":
+        neutron.del_network(running.paths, running.topology, args.name)
+    else:
+        for item in neutron.list_networks(running.paths):
+            print(f"{item.name:10} {item.cidr4}  {item.cidr6}  mtu {item.mtu}  "
+                  f"switch {item.switch}")
+    return 0
+
+
+def _run_router(args: argparse.Namespace) -> int:
+    from ovn_fabric.lab import lab, neutron  # noqa: PLC0415
+
+    running = lab.open_lab(args.prefix)
+    if args.router_command == "add":
+        chassis = (tuple(c for c in args.gateway_chassis.split(",") if c)
+                   if args.gateway_chassis else None)
+        print(_router_line(neutron.add_router(running.paths, running.topology, args.name,
+                                              gateway_chassis=chassis)))
+    elif args.router_command == "attach":
+        print(_router_line(neutron.attach(running.paths, running.topology, args.router,
+                                          args.network)))
+    elif args.router_command == "del":
+        neutron.del_router(running.paths, running.topology, args.name)
+    else:
+        for item in neutron.list_routers(running.paths):
+            print(_router_line(item))
+    return 0
+
+
+def _router_line(router: neutron.Router) -> str:
+    networks = ",".join(i.network for i in router.interfaces) or "-"
+    return (f"{router.name:10} gateway {router.gw_ip4} {router.gw_ip6} on "
+            f"{'>'.join(router.gateway_chassis) or 'no chassis'}  networks {networks}  "
+            f"router {router.lr}")
 
 
 def _status(url: str, *, as_json: bool) -> int:
@@ -229,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return _status(args.url, as_json=args.json)
     from ovn_fabric.lab.lab import LabError  # noqa: PLC0415
+    from ovn_fabric.lab.neutron import NeutronError  # noqa: PLC0415
     from ovn_fabric.lab.sh import CommandError  # noqa: PLC0415
     from ovn_fabric.lab.topology import TopologyError  # noqa: PLC0415
     from ovn_fabric.lab.vm import VmError  # noqa: PLC0415
@@ -236,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "lab":
             return _run_lab(args)
-    except (LabError, VmError, CommandError, TopologyError, FileNotFoundError, KeyError) as exc:
+    except (LabError, VmError, NeutronError, CommandError, TopologyError, FileNotFoundError,
+            KeyError) as exc:
         print(f"ovn-fabric: error: {exc}", file=sys.stderr)
         return 1
     return 2

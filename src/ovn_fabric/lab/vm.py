@@ -3,8 +3,13 @@
 A VM is a namespace `<prefix>-vm-<name>` whose `eth0` is one end of a veth pair; the other end,
 named like Nova names it (`tap<first 11 characters of the port id>`), sits in the chassis
 namespace and is an OVS port of br-int with `external_ids:iface-id=<port id>`. The switch port is
-created first in the NB on the provider network exactly as Neutron creates a bound VM port
-(docs: shared/OVN_DATA.md, section (a)); ovn-controller then claims it and OVN marks it up.
+created first in the NB, on the provider network or on a tenant network (neutron.py), exactly as
+Neutron creates a bound VM port (docs: shared/OVN_DATA.md, section (a)); ovn-controller then
+claims it and OVN marks it up.
+
+A VM on a tenant network gets the network's MTU (1442: Geneve costs 58 bytes on a 1500-byte
+fabric) on both ends of its veth, and transmit offloads off in its namespace: OVS 3.1 cannot
+put into a tunnel a packet that still carries offload flags (LAB_NOTES.md).
 
 Veth rather than an OVS internal port moved into the VM namespace: an internal port is cut off
 for good when ovs-vswitchd restarts. TCP through the userspace datapath works because
@@ -22,14 +27,21 @@ import json
 import re
 import shutil
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 
-from ovn_fabric.lab import ovn
+from ovn_fabric.lab import neutron, ovn
 from ovn_fabric.lab.paths import LabPaths
 from ovn_fabric.lab.procs import netns_pids, terminate
 from ovn_fabric.lab.sh import CommandError, output, run, wait_until
-from ovn_fabric.lab.topology import ProviderNetwork, Topology
+from ovn_fabric.lab.topology import Topology
 
 VM_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 FIRST_HOST = 10          # addresses are allocated from the 10th host of the subnet upwards
@@ -54,6 +66,7 @@ class Vm:
     mac: str
     ip4: IPv4Interface
     ip6: IPv6Interface
+    network: str | None = None    # a tenant network (neutron.py), or None: the provider network
 
     @property
     def tap(self) -> str:
@@ -73,9 +86,47 @@ class Vm:
     @classmethod
     def from_json(cls, text: str) -> Vm:
         data = json.loads(text)
+        data.setdefault("network", None)      # recorded before tenant networks existed
         data["ip4"] = IPv4Interface(data["ip4"])
         data["ip6"] = IPv6Interface(data["ip6"])
         return cls(**data)
+
+
+# --- the network a VM is plugged into ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """What plugging a VM needs to know of its network, provider or tenant."""
+
+    name: str | None        # the tenant network's name; None for the provider network
+    network_name: str       # the Neutron network's name (`public`, ...)
+    switch: str             # its Logical_Switch
+    cidr4: IPv4Network
+    gateway4: IPv4Address
+    cidr6: IPv6Network
+    gateway6: IPv6Address
+    subnet4_id: str
+    subnet6_id: str
+    mtu: int | None         # the VM's MTU, or None to leave the default
+    overlay: bool           # reached over Geneve: offloads off in the VM
+
+
+def segment(paths: LabPaths, topology: Topology, network: str | None) -> Segment:
+    """The provider network (None or its name) or a tenant network created with neutron.py."""
+    provider = topology.provider
+    if network is None or network == provider.name:
+        ids = ovn.provider_ids(paths, provider)
+        return Segment(None, provider.name, ids.switch, provider.cidr4, provider.gateway4,
+                       provider.cidr6, provider.gateway6, ids.subnet4_id, ids.subnet6_id,
+                       None, overlay=False)
+    try:
+        tenant = neutron.load_network(paths, network)
+    except neutron.NeutronError as exc:
+        raise VmError(str(exc)) from None
+    return Segment(tenant.name, tenant.name, tenant.switch, tenant.cidr4, tenant.gateway4,
+                   tenant.cidr6, tenant.gateway6, tenant.subnet4_id, tenant.subnet6_id,
+                   tenant.mtu, overlay=True)
 
 
 # --- names, MACs, addresses -------------------------------------------------------------------
@@ -112,29 +163,27 @@ def list_vms(paths: LabPaths) -> list[Vm]:
     return [Vm.from_json(p.read_text()) for p in sorted(root.glob(f"*/{STATE_FILE}"))]
 
 
-def _pick4(provider: ProviderNetwork, used: set[IPv4Address],
-           wanted: IPv4Address | None) -> IPv4Address:
-    net = provider.cidr4
+def _pick4(seg: Segment, used: set[IPv4Address], wanted: IPv4Address | None) -> IPv4Address:
+    net = seg.cidr4
     if wanted is not None:
         if wanted not in net or wanted in (net.network_address, net.broadcast_address):
             raise VmError(f"{wanted} is not a host address of {net}")
-        if wanted == provider.gateway4 or wanted in used:
+        if wanted == seg.gateway4 or wanted in used:
             raise VmError(f"{wanted} is already in use")
         return wanted
     for n in range(FIRST_HOST, net.num_addresses - 1):
         candidate = net.network_address + n
-        if candidate != provider.gateway4 and candidate not in used:
+        if candidate != seg.gateway4 and candidate not in used:
             return candidate
     raise VmError(f"no free address left in {net}")
 
 
-def _pick6(provider: ProviderNetwork, used: set[IPv6Address],
-           wanted: IPv6Address | None) -> IPv6Address:
-    net = provider.cidr6
+def _pick6(seg: Segment, used: set[IPv6Address], wanted: IPv6Address | None) -> IPv6Address:
+    net = seg.cidr6
     if wanted is not None:
         if wanted not in net or wanted == net.network_address:
             raise VmError(f"{wanted} is not a host address of {net}")
-        if wanted == provider.gateway6 or wanted in used:
+        if wanted == seg.gateway6 or wanted in used:
             raise VmError(f"{wanted} is already in use")
         return wanted
     n = FIRST_HOST
@@ -142,13 +191,13 @@ def _pick6(provider: ProviderNetwork, used: set[IPv6Address],
         candidate = net.network_address + n
         if candidate not in net:
             raise VmError(f"no free address left in {net}")
-        if candidate != provider.gateway6 and candidate not in used:
+        if candidate != seg.gateway6 and candidate not in used:
             return candidate
         n += 1
 
 
 def _plan(paths: LabPaths, topology: Topology, name: str, node: str, *,
-          ip4: IPv4Address | None, ip6: IPv6Address | None) -> Vm:
+          ip4: IPv4Address | None, ip6: IPv6Address | None, network: str | None) -> Vm:
     """Every identity and address of a new VM; nothing is created yet."""
     if not VM_NAME_RE.match(name):
         raise VmError(f"VM name {name!r}: 1-16 lower-case letters, digits and '-', "
@@ -157,10 +206,13 @@ def _plan(paths: LabPaths, topology: Topology, name: str, node: str, *,
         raise VmError(f"VM {name!r} already exists in lab {paths.prefix!r}")
     if not topology.device(node).is_chassis:
         raise VmError(f"{node!r} is not a chassis (compute or gateway) of the topology")
-    others = list_vms(paths)
-    provider = topology.provider
-    addr4 = _pick4(provider, {vm.ip4.ip for vm in others}, ip4)
-    addr6 = _pick6(provider, {vm.ip6.ip for vm in others}, ip6)
+    seg = segment(paths, topology, network)
+    others = [vm for vm in list_vms(paths) if vm.network == seg.name]
+    taken = neutron.provider_addresses_in_use(paths) if seg.name is None else set()
+    addr4 = _pick4(seg, {vm.ip4.ip for vm in others} | {a for a in taken
+                                                          if isinstance(a, IPv4Address)}, ip4)
+    addr6 = _pick6(seg, {vm.ip6.ip for vm in others} | {a for a in taken
+                                                          if isinstance(a, IPv6Address)}, ip6)
     hostname = ovn.chassis_external_ids(paths, node).get("hostname")
     if not hostname:
         raise VmError(f"chassis {node!r} has no external_ids:hostname: is it started?")
@@ -172,8 +224,9 @@ def _plan(paths: LabPaths, topology: Topology, name: str, node: str, *,
         port_id=ovn.lab_uuid(paths, "port", name),
         device_id=ovn.lab_uuid(paths, "instance", name),
         mac=vm_mac(name),
-        ip4=IPv4Interface(f"{addr4}/{provider.cidr4.prefixlen}"),
-        ip6=IPv6Interface(f"{addr6}/{provider.cidr6.prefixlen}"),
+        ip4=IPv4Interface(f"{addr4}/{seg.cidr4.prefixlen}"),
+        ip6=IPv6Interface(f"{addr6}/{seg.cidr6.prefixlen}"),
+        network=seg.name,
     )
 
 
@@ -182,17 +235,17 @@ def _plan(paths: LabPaths, topology: Topology, name: str, node: str, *,
 
 def port_external_ids(paths: LabPaths, topology: Topology, vm: Vm) -> dict[str, str]:
     """The LSP external_ids Neutron writes for a bound `compute:nova` port."""
-    ids = ovn.provider_ids(paths, topology.provider)
+    seg = segment(paths, topology, vm.network)
     return {
         "neutron:cidrs": f"{vm.ip4} {vm.ip6}",
         "neutron:device_id": vm.device_id,
         "neutron:device_owner": "compute:nova",
         "neutron:host_id": vm.hostname,
         "neutron:mtu": "",
-        "neutron:network_name": ids.switch,
+        "neutron:network_name": seg.switch,
         "neutron:port_capabilities": "",
         "neutron:port_name": vm.name,
-        "neutron:project_id": ids.project_id,
+        "neutron:project_id": neutron.project_id(paths),
         "neutron:revision_number": "4",
         "neutron:security_group_ids": "",
         "neutron:subnet_pool_addr_scope4": "",
@@ -203,7 +256,7 @@ def port_external_ids(paths: LabPaths, topology: Topology, vm: Vm) -> dict[str, 
 
 def _create_port(paths: LabPaths, topology: Topology, vm: Vm) -> None:
     central = topology.controller.name
-    ids = ovn.provider_ids(paths, topology.provider)
+    seg = segment(paths, topology, vm.network)
     columns = [
         f"addresses={ovn.ovsdb_set([vm.addresses])}",
         f"port_security={ovn.ovsdb_set([vm.addresses])}",
@@ -211,12 +264,12 @@ def _create_port(paths: LabPaths, topology: Topology, vm: Vm) -> None:
         f"options={ovn.ovsdb_map({'requested-chassis': vm.hostname})}",
         f"external_ids={ovn.ovsdb_map(port_external_ids(paths, topology, vm))}",
     ]
-    for column, subnet_id in (("dhcpv4_options", ids.subnet4_id),
-                              ("dhcpv6_options", ids.subnet6_id)):
+    for column, subnet_id in (("dhcpv4_options", seg.subnet4_id),
+                              ("dhcpv6_options", seg.subnet6_id)):
         dhcp = ovn.dhcp_options_uuid(paths, central, subnet_id)
         if dhcp:
             columns.append(f"{column}={dhcp}")
-    ovn.nbctl(paths, central, "lsp-add", ids.switch, vm.port_id,
+    ovn.nbctl(paths, central, "lsp-add", seg.switch, vm.port_id,
               "--", "set", "Logical_Switch_Port", vm.port_id, *columns)
 
 
@@ -237,16 +290,22 @@ def _create_namespace(paths: LabPaths, topology: Topology, vm: Vm) -> None:
     run(["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0",
          "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.eth0.accept_dad=0"],
         netns=vm.netns)
-    provider = topology.provider
+    seg = segment(paths, topology, vm.network)
+    mtu = [f"link set dev eth0 mtu {seg.mtu}"] if seg.mtu else []
+    if seg.mtu:
+        run(["ip", "-n", node_ns, "link", "set", "dev", vm.tap, "mtu", str(seg.mtu)])
     batch = "\n".join([
         "link set dev lo up",
+        *mtu,
         "link set dev eth0 up",
         f"address add {vm.ip4} dev eth0",
         f"address add {vm.ip6} dev eth0 nodad",
-        f"route add default via {provider.gateway4} dev eth0",
-        f"route add default via {provider.gateway6} dev eth0",
+        f"route add default via {seg.gateway4} dev eth0",
+        f"route add default via {seg.gateway6} dev eth0",
     ]) + "\n"
     run(["ip", "-n", vm.netns, "-batch", "-"], input_text=batch)
+    if seg.overlay:
+        run(["ethtool", "-K", "eth0", "tx", "off"], netns=vm.netns)
 
 
 def _plug(paths: LabPaths, vm: Vm) -> None:
@@ -265,13 +324,15 @@ def add_vm(
     node: str,
     ip4: IPv4Address | str | None = None,
     ip6: IPv6Address | str | None = None,
+    network: str | None = None,
 ) -> Vm:
-    """Create VM `name` on chassis `node`, on the provider network; return once OVN has bound
-    its port (the LSP is up). Addresses not given are the lowest free ones from the 10th host on.
+    """Create VM `name` on chassis `node`, on the provider network or on the tenant network
+    `network`; return once OVN has bound its port (the LSP is up). Addresses not given are the
+    lowest free ones of the network from the 10th host on.
     """
     vm = _plan(paths, topology, name, node,
                ip4=IPv4Address(ip4) if ip4 is not None else None,
-               ip6=IPv6Address(ip6) if ip6 is not None else None)
+               ip6=IPv6Address(ip6) if ip6 is not None else None, network=network)
     state = _state_path(paths, name)
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(vm.to_json())      # first, so that del_vm can undo a half-made VM
@@ -316,5 +377,5 @@ def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
     shutil.rmtree(paths.vm_dir(name))
 
 
-__all__ = ["Vm", "VmError", "add_vm", "del_vm", "list_vms", "load_vm", "port_external_ids",
-           "tap_name", "vm_mac"]
+__all__ = ["Segment", "Vm", "VmError", "add_vm", "del_vm", "list_vms", "load_vm",
+           "port_external_ids", "segment", "tap_name", "vm_mac"]
