@@ -3,16 +3,23 @@ large Southbound: with conditional monitoring, and with conditions off (every ro
 openstack/ovn-bgp-agent monitors).
 
     .venv/bin/python -m bench.sb_sync [--ports 100000] [--chassis 1000] [--datapaths 1000]
-                                      [--local 100] [--runs 3] [--modes conditional all]
+                                      [--local 100] [--load-balancers 100] [--runs 3]
+                                      [--modes conditional all] [--dir DIR] [--reuse]
 
-Starts two standalone ovsdb-servers under /run/ovn-fabric/hr/bench (an OVN Southbound and a
-local Open_vSwitch naming our chassis), fills the Southbound in one transaction with Neutron-
-shaped rows (OVN_DATA.md): `--chassis` chassis with their encaps, `--datapaths` datapaths
-(4% provider networks with a localnet port each, VLAN or flat; the rest routers and tenant
-networks in pairs), per router a gateway (cr-lrp on one of three gateway chassis, or on ours for
-four of them) with its two gateway patch ports (nat_addresses on the provider side) and an
-interface patch pair, 50 virtual ports, and VM ports up to `--ports` in all, `--local` of them
-bound to our chassis (four of which are the cr-lrps). Then, for each mode, it runs the reader
+Starts two standalone ovsdb-servers under `--dir` (/run/ovn-fabric/hr/bench: an OVN Southbound
+and a local Open_vSwitch naming our chassis), fills the Southbound in one transaction with
+Neutron-shaped rows (OVN_DATA.md): `--chassis` chassis with their encaps, `--datapaths`
+datapaths (4% provider networks with a localnet port each, VLAN or flat; the rest routers and
+tenant networks in pairs), per router a gateway (cr-lrp on one of three gateway chassis, or on
+ours for four of them) with its two gateway patch ports (nat_addresses on the provider side, and
+a distributed floating IP of a VM on every tenth) and an interface patch pair (the switch side
+with Neutron's address-scope keys), `--load-balancers` Octavia load balancers on tenant
+switches (SB shape of OVN 22.09-23.09: `datapath_group` -> Logical_DP_Group; the routers with a
+gateway here have one each), the Logical_DP_Groups northd shares between logical flows (all
+switches, all routers, and 40 groups of 25 tenant switches standing for security-group ACLs,
+each held by one Logical_Flow), 50 virtual ports, and VM ports up to `--ports` in all,
+`--local` of them bound to our chassis (four of which are the cr-lrps). Then, for each mode, it
+runs the reader
 `--runs` times, each in a fresh child process, and prints per run: seconds from
 `Reader.start()` to `synced`, peak RSS of that process (VmHWM) and its growth since just before
 `start()`, the CPU seconds the reader's process and the Southbound's ovsdb-server spent until
@@ -44,6 +51,10 @@ from ovn_fabric.lab.sh import run
 from ovn_fabric.ovn.reader import Reader
 
 BENCH_DIR = Path("/run/ovn-fabric/hr/bench")
+# Bumped whenever fill_ops() changes, so that --reuse never measures an older Southbound.
+DATA_VERSION = 2
+FLOW_GROUPS = 40                 # groups of tenant switches shared by logical flows (ACLs)
+FLOW_GROUP_SIZE = 25
 LOCAL = "compute-local"
 GATEWAYS = ("gateway-1", "gateway-2", "gateway-3")
 LOCAL_GATEWAY_PORTS = 4
@@ -92,7 +103,8 @@ def chassis_names(count: int) -> list[str]:
     return [LOCAL, *GATEWAYS, *(f"compute-{i:04d}" for i in range(count - 1 - len(GATEWAYS)))]
 
 
-def fill_ops(ports: int, chassis: int, datapaths: int, local: int, seed: int = 1) -> Southbound:
+def fill_ops(ports: int, chassis: int, datapaths: int, local: int, *,
+             load_balancers: int = 0, seed: int = 1) -> Southbound:
     """The whole Southbound as one transaction (named-uuid references throughout)."""
     sb = Southbound(rng=random.Random(seed))  # noqa: S311  (test data, not secrets)
     names = chassis_names(chassis)
@@ -123,6 +135,12 @@ def fill_ops(ports: int, chassis: int, datapaths: int, local: int, seed: int = 1
         gateway = 0 if r < LOCAL_GATEWAY_PORTS else 1 + r % len(GATEWAYS)
         add_router(sb, r, provider=f"p{r % providers}", tenant=f"t{r % tenants}",
                    gateway=f"c{gateway}")
+    # Octavia load balancers on the tenant switches of routers: those with a gateway here
+    # first, then spread over the others.
+    for n in range(load_balancers):
+        r = n if n < LOCAL_GATEWAY_PORTS else sb.rng.randrange(routers)
+        add_load_balancer(sb, n, tenant=f"t{r % tenants}")
+    add_flow_groups(sb, providers=providers, routers=routers, tenants=tenants)
     for v in range(VIRTUAL_PORTS):
         parent = str(uuid.UUID(int=sb.rng.getrandbits(128)))
         sb.port(f"t{v % tenants}", logical_port=str(uuid.UUID(int=sb.rng.getrandbits(128))),
@@ -149,14 +167,53 @@ def add_router(sb: Southbound, r: int, *, provider: str, tenant: str, gateway: s
             options=ovs_map({"always-redirect": "true", "distributed-port": f"lrp-{gw}"}))
     sb.port(router, logical_port=f"lrp-{gw}", type="patch", mac=f"{gw_mac} {gw_ip}/16",
             options=ovs_map({"peer": gw_lsp}))
+    nat = [f'{gw_mac} {gw_ip} is_chassis_resident("cr-lrp-{gw}")']
+    if r % 10 == 0:                      # a distributed floating IP of some VM
+        fip_port = str(uuid.UUID(int=sb.rng.getrandbits(128)))
+        nat.append(f'{sb.mac()} 172.25.{r // 250}.{r % 250 + 2} '
+                   f'is_chassis_resident("{fip_port}")')
     sb.port(provider, logical_port=gw_lsp, type="patch", mac="router",
-            options=ovs_map({"peer": f"lrp-{gw}"}),
-            nat_addresses=f'{gw_mac} {gw_ip} is_chassis_resident("cr-lrp-{gw}")')
+            options=ovs_map({"peer": f"lrp-{gw}"}), nat_addresses=["set", nat])
     if_mac = sb.mac()
     sb.port(router, logical_port=f"lrp-{iface}", type="patch", mac=f"{if_mac} 10.0.0.1/26",
             options=ovs_map({"peer": iface}))
     sb.port(tenant, logical_port=iface, type="patch", mac="router",
-            options=ovs_map({"peer": f"lrp-{iface}"}))
+            options=ovs_map({"peer": f"lrp-{iface}"}),
+            external_ids=ovs_map({"neutron:device_owner": "network:router_interface",
+                                  "neutron:cidrs": "10.0.0.1/26",
+                                  "neutron:subnet_pool_addr_scope4": "",
+                                  "neutron:subnet_pool_addr_scope6": ""}))
+
+
+def add_load_balancer(sb: Southbound, n: int, *, tenant: str) -> None:
+    """An Octavia load balancer on one tenant switch, as northd 22.09-23.09 writes it."""
+    lb_id, nb_uuid = (str(uuid.UUID(int=sb.rng.getrandbits(128))) for _ in range(2))
+    vip = f"10.0.0.{40 + n % 100}"
+    members = ",".join(f"10.0.0.{10 + m}:8080" for m in range(3))
+    sb.insert("Logical_DP_Group", {"datapaths": ["named-uuid", tenant]}, name=f"lbg{n}")
+    sb.insert("Load_Balancer", {
+        "name": lb_id, "protocol": "tcp",
+        "vips": ovs_map({f"{vip}:80": members,
+                         f"172.26.{n // 250}.{n % 250 + 2}:80": members}),
+        "datapath_group": ["named-uuid", f"lbg{n}"],
+        "external_ids": ovs_map({"lb_id": nb_uuid})})
+
+
+def add_flow_groups(sb: Southbound, *, providers: int, routers: int, tenants: int) -> None:
+    """The datapath groups northd shares between logical flows: every switch, every router,
+    and groups of switches whose ports share a security group. Each is held by one flow (a
+    group nothing references is garbage-collected)."""
+    switches = [f"p{i}" for i in range(providers)] + [f"t{i}" for i in range(tenants)]
+    groups = [switches, [f"r{i}" for i in range(routers)]]
+    groups += [sb.rng.sample([f"t{i}" for i in range(tenants)], min(FLOW_GROUP_SIZE, tenants))
+               for _ in range(FLOW_GROUPS)]
+    for g, members in enumerate(groups):
+        sb.insert("Logical_DP_Group", {
+            "datapaths": ["set", [["named-uuid", member] for member in members]]},
+            name=f"fg{g}")
+        sb.insert("Logical_Flow", {
+            "logical_dp_group": ["named-uuid", f"fg{g}"], "pipeline": "ingress",
+            "table_id": 0, "priority": 50, "match": "1", "actions": "next;"})
 
 
 def add_vm(sb: Southbound, n: int, datapath: str, *, chassis_index: int, host: str) -> None:
@@ -189,10 +246,11 @@ class Servers:
 
 
 def start_servers(args: argparse.Namespace) -> Servers:
-    servers = Servers(sb=OvsdbServer(BENCH_DIR, "sb", OVN_SB_SCHEMA),
-                      ovs=OvsdbServer(BENCH_DIR, "ovs", VSWITCH_SCHEMA))
-    marker = BENCH_DIR / "filled.json"
-    wanted = json.dumps([args.ports, args.chassis, args.datapaths, args.local])
+    servers = Servers(sb=OvsdbServer(args.dir, "sb", OVN_SB_SCHEMA),
+                      ovs=OvsdbServer(args.dir, "ovs", VSWITCH_SCHEMA))
+    marker = args.dir / "filled.json"
+    wanted = json.dumps([DATA_VERSION, args.ports, args.chassis, args.datapaths, args.local,
+                         args.load_balancers])
     reuse = args.reuse and marker.exists() and marker.read_text() == wanted
     if not reuse:
         servers.sb.create()
@@ -200,7 +258,8 @@ def start_servers(args: argparse.Namespace) -> Servers:
     servers.sb.start()
     if not reuse:
         started = time.monotonic()
-        sb = fill_ops(args.ports, args.chassis, args.datapaths, args.local)
+        sb = fill_ops(args.ports, args.chassis, args.datapaths, args.local,
+                      load_balancers=args.load_balancers)
         generated = time.monotonic()
         servers.sb.transact(sb.ops)
         done = time.monotonic()
@@ -298,6 +357,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chassis", type=int, default=1_000)
     parser.add_argument("--datapaths", type=int, default=1_000)
     parser.add_argument("--local", type=int, default=100)
+    parser.add_argument("--load-balancers", type=int, default=100)
+    parser.add_argument("--dir", type=Path, default=BENCH_DIR,
+                        help="where the servers' files and sockets live (short: unix socket "
+                             "paths are limited to 108 bytes)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=("conditional", "all"),
                         default=["conditional", "all"])
@@ -337,7 +400,8 @@ def main() -> None:
                              for key in ("synced_s", "cpu_s", "server_cpu_s", "hwm_mib",
                                          "growth_mib", "snapshot_s")}
         print(f"\nmedians of {args.runs} runs ({args.ports} port bindings, {args.chassis} "
-              f"chassis, {args.datapaths} datapaths, {args.local} bound here):")
+              f"chassis, {args.datapaths} datapaths, {args.load_balancers} load balancers, "
+              f"{args.local} bound here):")
         for mode, figures in medians.items():
             print(f"  {mode:<11} synced {figures['synced_s']:.3f} s, CPU "
                   f"{figures['cpu_s']:.3f} s (server {figures['server_cpu_s']:.3f} s), peak RSS "

@@ -1,24 +1,31 @@
 """The OVSDB reader against real ovsdb-servers: an OVN Southbound and a local Open_vSwitch, each a
-child process of the fixture listening on a unix socket under /run/ovn-fabric/hr/, always
-stopped by pid. Rows are written as Neutron and northd write them (OVN_DATA.md), through the
-database socket. Every wait polls a condition with a deadline.
+child process of the fixture listening on a unix socket under /run/ovn-fabric/hr/ (or
+$OVN_FABRIC_TEST_RUN_DIR), always stopped by pid. Rows are written as Neutron and northd 23.03
+write them (OVN_DATA.md), through the database socket; the Southbound's schema is OVN 23.03's,
+or a copy edited into OVN 24.03's or 20.12's shape. Every wait polls a condition with a deadline.
 
 The topology every test starts from (chassis: `compute-0` is ours):
 
     public  (provider, localnet provnet-seg, VLAN 100)   vm-local@compute-0  vm-other@compute-1
-                                                         gw-lsp (patch, peer lrp-gw, FIPs)
-    private (tenant)        vm-local-t@compute-0   if-lsp (patch)   vip (virtual)@compute-1
-    router1                 cr-lrp-gw@network-0  lrp-gw (patch)  lrp-if (patch)
-    elsewhere (tenant)      vm-elsewhere@compute-1
+                    gw-lsp (patch, peer lrp-gw; nat_addresses: the router's address, resident
+                    on cr-lrp-gw, and a distributed floating IP of vm-local-t, resident on it)
+    private (tenant)   vm-local-t@compute-0  vm-other-t@compute-1  vip (virtual)@compute-1
+                    if-lsp (patch, peer lrp-if; Neutron's address scope)
+    router1            cr-lrp-gw@network-0  lrp-gw (patch, peer gw-lsp)  lrp-if (patch, peer if-lsp)
+    elsewhere (tenant) vm-elsewhere@compute-1
+    Load_Balancers (datapath_group -> Logical_DP_Group): lb-private on private, lb-elsewhere on
+    elsewhere, lb-public on public; and a group of every switch held by a Logical_Flow.
 
-Seen from compute-0: its two VMs, the localnet, the cr-lrp and the virtual port (wherever they
-are), their datapaths (public, private, router1) and the chassis they name.
+Seen from compute-0: its two VMs; the localnet, the cr-lrp, the virtual port and the four patch
+ports, wherever they are; their datapaths (public, private, router1) and the chassis they name.
+No load balancer: no gateway is active here.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -26,19 +33,42 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ovn_fabric import config
 from ovn_fabric.lab.ovsdb_server import OVN_SB_SCHEMA, VSWITCH_SCHEMA, OvsdbServer
 from ovn_fabric.lab.sh import run, wait_until
+from ovn_fabric.model import HostRoute, Neighbour
 from ovn_fabric.ovn.reader import Reader, SslFiles
 from ovn_fabric.ovn.view import OvnView
+from ovn_fabric.plan import plan
 
-RUN_DIR = Path("/run/ovn-fabric/hr")
+RUN_DIR = Path(os.environ.get("OVN_FABRIC_TEST_RUN_DIR", "/run/ovn-fabric/hr"))
 LOCAL, OTHER, GATEWAY = "compute-0", "compute-1", "network-0"
-SEEN_FROM_LOCAL = {"provnet-seg", "vm-local", "vm-local-t", "cr-lrp-gw", "vip"}
+PATCH_PORTS = {"lrp-gw", "gw-lsp", "lrp-if", "if-lsp"}
+EVERYWHERE = {"provnet-seg", "cr-lrp-gw", "vip", *PATCH_PORTS}
+SEEN_FROM_LOCAL = EVERYWHERE | {"vm-local", "vm-local-t"}
+SEEN_FROM_OTHER = EVERYWHERE | {"vm-other", "vm-other-t", "vm-elsewhere"}
+GW_MAC, FIP_MAC = "fa:16:3e:10:20:30", "fa:16:3e:99:99:99"
+ROUTER_NAT = f'{GW_MAC} 172.24.4.100 is_chassis_resident("cr-lrp-gw")'
+FIP_NAT = f'{FIP_MAC} 172.24.4.200 is_chassis_resident("vm-local-t")'
+SCOPE4 = "5c1f0a8e-3b2d-4c6f-9e7a-0d1c2b3a4f50"
+SETTINGS = config.parse(f"""
+[bridges.br-ex]
+gateways = ["172.24.4.1/24"]
+
+[exposure]
+allow = ["172.24.4.0/24", "10.0.0.0/16"]
+
+[tenant_networks]
+enabled = true
+address_scopes = ["{SCOPE4}"]
+""")
 WAIT = 10.0
 RECONNECT_WAIT = 25.0          # the IDL backs off up to 8 s between attempts
 
@@ -69,6 +99,18 @@ class Cloud:
     datapaths: dict[str, str] = field(default_factory=dict)       # name2 -> _uuid
     ports: dict[str, str] = field(default_factory=dict)           # logical_port -> _uuid
     _keys: dict[str, int] = field(default_factory=dict)
+    _columns: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tables = json.loads(self.sb.schema.read_text())["tables"]
+        self._columns = {table: set(schema["columns"]) for table, schema in tables.items()}
+
+    def has(self, table: str, column: str) -> bool:
+        return column in self._columns.get(table, set())
+
+    def _known(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """The columns of `row` that this Southbound's schema has (an older OVN lacks some)."""
+        return {column: value for column, value in row.items() if self.has(table, column)}
 
     def transact(self, *operations: dict[str, Any]) -> list[Any]:
         result: list[Any] = self.sb.transact(list(operations))
@@ -98,9 +140,10 @@ class Cloud:
 
     def add_port(self, logical_port: str, datapath: str, **row: Any) -> str:
         key = self._keys[datapath] = self._keys.get(datapath, 0) + 1
-        result = self.transact({"op": "insert", "table": "Port_Binding", "row": {
-            "logical_port": logical_port, "datapath": ref(self.datapaths[datapath]),
-            "tunnel_key": key, **row}})
+        row = {"logical_port": logical_port, "datapath": ref(self.datapaths[datapath]),
+               "tunnel_key": key, **row}
+        result = self.transact({"op": "insert", "table": "Port_Binding",
+                                "row": self._known("Port_Binding", row)})
         self.ports[logical_port] = result[0]["uuid"][1]
         return self.ports[logical_port]
 
@@ -116,7 +159,45 @@ class Cloud:
 
     def update_port(self, logical_port: str, **row: Any) -> None:
         self.transact({"op": "update", "table": "Port_Binding",
-                       "where": [["_uuid", "==", ref(self.ports[logical_port])]], "row": row})
+                       "where": [["_uuid", "==", ref(self.ports[logical_port])]],
+                       "row": self._known("Port_Binding", row)})
+
+    def add_load_balancer(self, name: str, vips: dict[str, str], *, switches: list[str],
+                          routers: list[str] | None = None) -> None:
+        """An Octavia load balancer as northd writes it for this schema's OVN: its switches in
+        `ls_datapath_group` and routers in `lr_datapath_group` (24.03), its switches in
+        `datapath_group` (22.09-23.09), or in `datapaths` (20.12)."""
+        if self.has("Load_Balancer", "ls_datapath_group"):
+            wanted = {"ls_datapath_group": switches, "lr_datapath_group": routers or []}
+        elif self.has("Load_Balancer", "datapath_group"):
+            wanted = {"datapath_group": switches}
+        else:
+            wanted = {"datapaths": switches}
+        groups: list[dict[str, Any]] = []
+        row: dict[str, Any] = {"name": name, "vips": omap(vips), "protocol": "tcp",
+                               "external_ids": omap({"lb_id": f"nb-{name}"})}
+        for column, names in wanted.items():
+            datapaths = ["set", [ref(self.datapaths[n]) for n in names]]
+            if column == "datapaths":
+                row[column] = datapaths
+            elif names:
+                groups.append({"op": "insert", "table": "Logical_DP_Group",
+                               "uuid-name": f"group_{len(groups)}",
+                               "row": {"datapaths": datapaths}})
+                row[column] = ["named-uuid", f"group_{len(groups) - 1}"]
+        self.transact(*groups, {"op": "insert", "table": "Load_Balancer", "row": row})
+
+    def add_flow_group(self, names: list[str]) -> None:
+        """A datapath group northd shares between logical flows (held by one flow)."""
+        self.transact(
+            {"op": "insert", "table": "Logical_DP_Group", "uuid-name": "group",
+             "row": {"datapaths": ["set", [ref(self.datapaths[n]) for n in names]]}},
+            {"op": "insert", "table": "Logical_Flow", "row": {
+                "logical_dp_group": ["named-uuid", "group"], "pipeline": "ingress",
+                "table_id": 0, "priority": 50, "match": "1", "actions": "next;"}})
+
+    def move_gateway(self, host: str) -> None:
+        self.update_port("cr-lrp-gw", chassis=ref(self.chassis[host]))
 
     def bind(self, logical_port: str, host: str | None) -> None:
         bound = ref(self.chassis[host]) if host else NONE
@@ -139,29 +220,68 @@ class Cloud:
         self.add_vm("vm-local", "public", LOCAL, "172.24.4.10")
         self.add_vm("vm-other", "public", OTHER, "172.24.4.11")
         self.add_vm("vm-local-t", "private", LOCAL, "10.0.0.10")
+        self.add_vm("vm-other-t", "private", OTHER, "10.0.0.11")
         self.add_vm("vm-elsewhere", "elsewhere", OTHER, "10.1.0.10")
         self.add_port("cr-lrp-gw", "router1", type="chassisredirect",
-                      mac="fa:16:3e:10:20:30 172.24.4.100/24", chassis=ref(self.chassis[GATEWAY]),
-                      up=True, options=omap({"always-redirect": "true",
-                                             "distributed-port": "lrp-gw"}))
-        self.add_port("lrp-gw", "router1", type="patch", mac="fa:16:3e:10:20:30 172.24.4.100/24",
-                      options=omap({"peer": "gw-lsp"}))
+                      mac=f"{GW_MAC} 172.24.4.100/24", chassis=ref(self.chassis[GATEWAY]),
+                      up=True, options=omap({"distributed-port": "lrp-gw"}))
+        self.add_port("lrp-gw", "router1", type="patch", mac=f"{GW_MAC} 172.24.4.100/24",
+                      options=omap({"peer": "gw-lsp", "chassis-redirect-port": "cr-lrp-gw"}))
         self.add_port("gw-lsp", "public", type="patch", mac="router",
                       options=omap({"peer": "lrp-gw"}),
-                      nat_addresses='fa:16:3e:10:20:30 172.24.4.100 '
-                                    'is_chassis_resident("cr-lrp-gw")')
+                      nat_addresses=["set", [ROUTER_NAT, FIP_NAT]],
+                      external_ids=omap({"neutron:device_owner": "network:router_gateway",
+                                         "neutron:cidrs": "172.24.4.100/24"}))
         self.add_port("lrp-if", "router1", type="patch", mac="fa:16:3e:10:20:31 10.0.0.1/24",
                       options=omap({"peer": "if-lsp"}))
         self.add_port("if-lsp", "private", type="patch", mac="router",
-                      options=omap({"peer": "lrp-if"}))
+                      options=omap({"peer": "lrp-if"}),
+                      external_ids=omap({"neutron:device_owner": "network:router_interface",
+                                         "neutron:cidrs": "10.0.0.1/24",
+                                         "neutron:subnet_pool_addr_scope4": SCOPE4,
+                                         "neutron:subnet_pool_addr_scope6": ""}))
         self.add_port("vip", "private", type="virtual", mac="fa:16:3e:00:00:99 10.0.0.50",
                       chassis=ref(self.chassis[OTHER]), virtual_parent="vm-other",
                       options=omap({"virtual-ip": "10.0.0.50", "virtual-parents": "vm-other"}))
+        members = "10.0.0.10:8080,10.0.0.11:8080"
+        self.add_load_balancer("lb-private", {"10.0.0.40:80": members,
+                                              "172.24.4.201:80": members},
+                               switches=["private"], routers=["router1"])
+        self.add_load_balancer("lb-elsewhere", {"10.1.0.40:80": "10.1.0.10:8080"},
+                               switches=["elsewhere"])
+        self.add_load_balancer("lb-public", {"172.24.4.202:80": "172.24.4.11:8080"},
+                               switches=["public"])
+        self.add_flow_group(["public", "private", "elsewhere"])
 
 
-def _servers(directory: Path, sb_name: str = "sb") -> tuple[OvsdbServer, OvsdbServer]:
-    return (OvsdbServer(directory, sb_name, OVN_SB_SCHEMA),
+def _servers(directory: Path, sb_name: str = "sb",
+             sb_schema: Path = OVN_SB_SCHEMA) -> tuple[OvsdbServer, OvsdbServer]:
+    return (OvsdbServer(directory, sb_name, sb_schema),
             OvsdbServer(directory, "ovs", VSWITCH_SCHEMA))
+
+
+def schema_of(ovn: str, directory: Path) -> Path:
+    """The Southbound schema of OVN `ovn`, made from the 23.03 one installed here: 24.03 adds
+    Load_Balancer ls_/lr_datapath_group; 20.12 lacks Load_Balancer.datapath_group (22.09) and
+    Port_Binding up (21.03), requested_chassis (21.12) and additional_chassis (22.06)."""
+    if ovn == "23.03":
+        return OVN_SB_SCHEMA
+    schema = json.loads(OVN_SB_SCHEMA.read_text())
+    tables = schema["tables"]
+    if ovn == "24.03":
+        group = {"type": {"key": {"type": "uuid", "refTable": "Logical_DP_Group"},
+                          "min": 0, "max": 1}}
+        tables["Load_Balancer"]["columns"].update(ls_datapath_group=group,
+                                                  lr_datapath_group=group)
+    elif ovn == "20.12":
+        del tables["Load_Balancer"]["columns"]["datapath_group"]
+        for column in ("up", "requested_chassis", "additional_chassis"):
+            del tables["Port_Binding"]["columns"][column]
+    else:
+        raise ValueError(ovn)
+    path = directory / f"ovn-sb-{ovn}.ovsschema"
+    path.write_text(json.dumps(schema))
+    return path
 
 
 @pytest.fixture
@@ -175,9 +295,15 @@ def directory() -> Iterator[Path]:
 
 
 @pytest.fixture
-def bare_cloud(directory: Path) -> Iterator[Cloud]:
+def ovn() -> str:
+    """The OVN release whose Southbound schema the servers run (parametrized by some tests)."""
+    return "23.03"
+
+
+@pytest.fixture
+def bare_cloud(directory: Path, ovn: str) -> Iterator[Cloud]:
     """Both servers running, the local OVS naming us and the Southbound; no SB rows."""
-    sb, ovs = _servers(directory)
+    sb, ovs = _servers(directory, sb_schema=schema_of(ovn, directory))
     cloud = Cloud(sb=sb, ovs=ovs)
     try:
         sb.start()
@@ -247,9 +373,12 @@ def test_view_holds_this_chassis_ports_and_the_global_kinds_only(
     assert ports(view) == SEEN_FROM_LOCAL
     assert {d.name for d in view.datapaths} == {"public", "private", "router1"}
     assert {c.name for c in view.chassis} == {LOCAL, OTHER, GATEWAY}
-    # The condition works on the server: the IDL replicated nothing else.
+    # The condition works on the server: the IDL replicated nothing else (not vm-other-t on
+    # the tenant switch, no load balancer: no gateway is active here).
     assert dict(reader.status().rows) == {"Chassis": 3, "Datapath_Binding": 3,
-                                          "Port_Binding": 5}
+                                          "Port_Binding": len(SEEN_FROM_LOCAL),
+                                          "Load_Balancer": 0, "Logical_DP_Group": 0}
+    assert view.load_balancers == ()
     assert view.problems == ()
 
 
@@ -282,7 +411,7 @@ def test_port_bound_here_appears_and_port_bound_away_disappears(
     wait_ports(reader, SEEN_FROM_LOCAL | {"vm-other"}, "vm-other bound here")
     cloud.bind("vm-local-t", OTHER)
     wait_ports(reader, SEEN_FROM_LOCAL - {"vm-local-t"} | {"vm-other"}, "vm-local-t bound away")
-    assert reader.status().rows["Port_Binding"] == 5
+    assert reader.status().rows["Port_Binding"] == len(SEEN_FROM_LOCAL)
 
 
 def test_a_datapath_comes_with_its_first_port_here_and_goes_with_the_last(
@@ -311,16 +440,117 @@ def test_live_migration_target_and_requested_ports_are_seen(
             by_port["vm-new"].up) == (None, LOCAL, False)
 
 
-def test_gateway_active_here_brings_its_provider_patch_port_with_the_fips(
+def test_router_ports_their_peers_and_a_distributed_fip_are_seen_wherever_the_gateway_is(
         cloud: Cloud, reader: Reader) -> None:
-    cloud.update_port("cr-lrp-gw", chassis=ref(cloud.chassis[LOCAL]))
-    view = wait_ports(reader, SEEN_FROM_LOCAL | {"gw-lsp"}, "the gateway's patch port")
+    """router1's gateway is active on network-0, not here. Still seen: the gateway's patch port
+    on the provider network, whose nat_addresses hold the distributed floating IP of a VM bound
+    here; the router's patch ports and their peers on the switches (the router-interface port
+    carries the subnet's address scope). Not received: the other chassis' VM on the tenant
+    switch, and every load balancer."""
+    view = reader.synced_snapshot()
+    assert view is not None
     by_port = {binding.logical_port: binding for binding in view.port_bindings}
-    assert by_port["gw-lsp"].nat_addresses == (
-        'fa:16:3e:10:20:30 172.24.4.100 is_chassis_resident("cr-lrp-gw")',)
+    assert by_port["cr-lrp-gw"].chassis == GATEWAY
+    gateway_port = by_port["gw-lsp"]
+    assert (gateway_port.type, gateway_port.datapath, gateway_port.options["peer"]) == (
+        "patch", cloud.datapaths["public"], "lrp-gw")
+    assert gateway_port.nat_addresses == tuple(sorted((ROUTER_NAT, FIP_NAT)))
+    assert by_port["lrp-gw"].options["peer"] == "gw-lsp"
+    assert (by_port["lrp-if"].datapath, by_port["lrp-if"].mac) == (
+        cloud.datapaths["router1"], ("fa:16:3e:10:20:31 10.0.0.1/24",))
+    interface = by_port["if-lsp"]
+    assert (interface.datapath, interface.external_ids["neutron:subnet_pool_addr_scope4"]) == (
+        cloud.datapaths["private"], SCOPE4)
+    rows = reader.status().rows
+    assert "vm-other-t" not in by_port
+    assert (rows["Port_Binding"], rows["Load_Balancer"], rows["Logical_DP_Group"]) == (
+        len(SEEN_FROM_LOCAL), 0, 0)
+    # What the planner makes of it: the VM's floating IP from here; not the router's address,
+    # nor the tenant subnet (both are the active gateway's).
+    state = plan(view, SETTINGS)
+    assert {route.dst for route in state.routes} == {
+        ip_network("172.24.4.10/32"), ip_network("172.24.4.200/32")}
+    assert Neighbour(ip_address("172.24.4.200"), FIP_MAC, "br-ex") in state.neighbours
+
+
+def test_a_gateway_active_here_brings_the_load_balancers_of_its_tenant_switches(
+        cloud: Cloud, reader: Reader) -> None:
+    """The balancers applied to a switch behind a gateway active here (through its 23.03
+    datapath_group), with that group resolved into datapaths; not those of a switch behind no
+    gateway here, nor of the provider network. They go when the gateway does."""
+    cloud.move_gateway(LOCAL)
+    wait_until(lambda: (v := reader.synced_snapshot()) is not None and v.load_balancers != (),
+               timeout=WAIT, what="the load balancer of the gateway's tenant switch")
+    view = reader.synced_snapshot()
+    assert view is not None
+    (balancer,) = view.load_balancers
+    assert (balancer.name, balancer.datapaths) == ("lb-private", (cloud.datapaths["private"],))
+    assert dict(balancer.vips) == {"10.0.0.40:80": "10.0.0.10:8080,10.0.0.11:8080",
+                                   "172.24.4.201:80": "10.0.0.10:8080,10.0.0.11:8080"}
+    assert dict(balancer.external_ids) == {"lb_id": "nb-lb-private"}
+    # Received: that balancer, its group and the flows' group of every switch; nothing else.
+    rows = reader.status().rows
+    assert (rows["Load_Balancer"], rows["Logical_DP_Group"]) == (1, 2)
     assert GATEWAY not in {c.name for c in view.chassis}      # no port names it any more
-    cloud.update_port("cr-lrp-gw", chassis=ref(cloud.chassis[GATEWAY]))
-    wait_ports(reader, SEEN_FROM_LOCAL, "the gateway moved back")
+    # The planner: the gateway's address, the provider-side VIP, the scoped tenant subnet via
+    # the gateway, and the floating IPs.
+    state = plan(view, SETTINGS)
+    assert state.routes == frozenset({
+        HostRoute(ip_network("172.24.4.10/32"), "br-ex"),
+        HostRoute(ip_network("172.24.4.100/32"), "br-ex"),
+        HostRoute(ip_network("172.24.4.200/32"), "br-ex"),
+        HostRoute(ip_network("172.24.4.201/32"), "br-ex"),
+        HostRoute(ip_network("10.0.0.0/24"), "br-ex", via=ip_address("172.24.4.100")),
+    })
+    assert Neighbour(ip_address("172.24.4.201"), GW_MAC, "br-ex") in state.neighbours
+
+    cloud.move_gateway(GATEWAY)
+    wait_until(lambda: (v := reader.synced_snapshot()) is not None and v.load_balancers == ()
+               and reader.status().rows["Logical_DP_Group"] == 0,
+               timeout=WAIT, what="the load balancer gone with the gateway")
+    assert reader.status().rows["Load_Balancer"] == 0
+
+
+@pytest.mark.parametrize("ovn", ["24.03", "20.12"])
+def test_load_balancers_with_the_schemas_of_other_ovn_releases(
+        cloud: Cloud, changes: Changes, ovn: str, caplog: pytest.LogCaptureFixture) -> None:
+    """24.03: balancers name routers too (lr_datapath_group), so a router-only one (Neutron
+    port forwarding) is received. 20.12: a balancer names its switches in `datapaths`, and
+    Port_Binding lacks up, requested_chassis and additional_chassis: read without them, and
+    without a warning."""
+    cloud.move_gateway(LOCAL)
+    if ovn == "24.03":
+        cloud.add_load_balancer("pf-floatingip-x-tcp", {"172.24.4.203:2222": "10.0.0.10:22"},
+                                switches=[], routers=["router1"])
+    caplog.set_level(logging.WARNING, logger="ovn_fabric.ovn.reader")
+    with Reader(ovs_socket=cloud.ovs.socket, on_change=changes) as reader:
+        wait_until(lambda: (v := reader.synced_snapshot()) is not None
+                   and "lb-private" in {b.name for b in v.load_balancers},
+                   timeout=WAIT, what="the load balancers")
+        view = reader.synced_snapshot()
+        assert view is not None
+        private, router = cloud.datapaths["private"], cloud.datapaths["router1"]
+        got = {balancer.name: balancer.datapaths for balancer in view.load_balancers}
+        status = reader.status()
+    if ovn == "24.03":
+        assert got == {"lb-private": tuple(sorted((private, router))),
+                       "pf-floatingip-x-tcp": (router,)}
+        assert status.missing_columns == ()
+    else:
+        assert got == {"lb-private": (private,)}
+        assert set(status.missing_columns) == {
+            "Port_Binding.up", "Port_Binding.requested_chassis",
+            "Port_Binding.additional_chassis", "Load_Balancer.datapath_group",
+            "Load_Balancer.ls_datapath_group", "Load_Balancer.lr_datapath_group"}
+        assert "lacks" not in caplog.text
+    assert ports(view) == SEEN_FROM_LOCAL
+    assert status.rows["Load_Balancer"] == len(got)
+
+
+def _gateway_on(reader: Reader, host: str, balancers: int) -> bool:
+    view = reader.synced_snapshot()
+    return (view is not None and len(view.load_balancers) == balancers
+            and {b.logical_port: b.chassis for b in view.port_bindings}["cr-lrp-gw"] == host)
 
 
 def test_every_synced_view_is_complete(cloud: Cloud) -> None:
@@ -335,11 +565,20 @@ def test_every_synced_view_is_complete(cloud: Cloud) -> None:
             return
         views.append(view)
         datapaths = {d.uuid for d in view.datapaths}
+        by_port = {b.logical_port: b for b in view.port_bindings}
         incomplete.extend(f"{b.logical_port} -> {b.datapath}" for b in view.port_bindings
                           if b.datapath not in datapaths)
         incomplete.extend(f"{b.logical_port} unresolved chassis" for b in view.port_bindings
                           if b.type in ("", "chassisredirect") and b.chassis is None
                           and b.logical_port != "provnet-seg")
+        incomplete.extend(f"{b.logical_port}: its peer is missing" for b in view.port_bindings
+                          if b.type == "patch" and b.options.get("peer") not in by_port)
+        # the chain cr-lrp here -> its tenant switch -> the groups -> the balancers
+        redirect = by_port.get("cr-lrp-gw")
+        here = redirect is not None and redirect.chassis == LOCAL
+        balancers = {b.name: b.datapaths for b in view.load_balancers}
+        if balancers != ({"lb-private": (cloud.datapaths["private"],)} if here else {}):
+            incomplete.append(f"gateway here: {here}, balancers {balancers}")
 
     watched = Reader(ovs_socket=cloud.ovs.socket, on_change=check)
     with watched:
@@ -350,7 +589,11 @@ def test_every_synced_view_is_complete(cloud: Cloud) -> None:
                    and "vm-elsewhere" in ports(v)
                    and "network-1" in {c.name for c in v.chassis},
                    timeout=WAIT, what="the changes")
-    assert views
+        for host, balancers in ((LOCAL, 1), ("network-1", 0), (LOCAL, 1), (GATEWAY, 0)):
+            cloud.move_gateway(host)
+            wait_until(partial(_gateway_on, watched, host, balancers), timeout=WAIT,
+                       what=f"the gateway on {host}")
+    assert len(views) > 4
     assert incomplete == []
 
 
@@ -402,10 +645,9 @@ def test_local_facts_are_live(cloud: Cloud, reader: Reader) -> None:
 
 def test_a_new_system_id_moves_the_view_to_that_chassis(cloud: Cloud, reader: Reader) -> None:
     cloud.set_local(system_id=OTHER)
-    view = wait_ports(reader, {"provnet-seg", "vm-other", "vm-elsewhere", "cr-lrp-gw", "vip"},
-                      "the ports of compute-1")
+    view = wait_ports(reader, SEEN_FROM_OTHER, "the ports of compute-1")
     assert view.local_chassis == OTHER
-    assert reader.status().rows["Port_Binding"] == 5
+    assert reader.status().rows["Port_Binding"] == len(SEEN_FROM_OTHER)
 
 
 def test_a_new_ovn_remote_moves_the_reader_to_that_southbound(
@@ -429,8 +671,7 @@ def test_settings_override_the_local_ovs(cloud: Cloud, changes: Changes) -> None
     cloud.set_local(ovn_remote="unix:/nonexistent/sb.sock")
     with Reader(ovs_socket=cloud.ovs.socket, on_change=changes, sb_remote=cloud.sb.remote,
                 chassis=OTHER, hostname="compute-1.example.com") as reader:
-        view = wait_ports(reader, {"provnet-seg", "vm-other", "vm-elsewhere", "cr-lrp-gw",
-                                   "vip"}, "the ports of the overriding chassis")
+        view = wait_ports(reader, SEEN_FROM_OTHER, "the ports of the overriding chassis")
         assert view.local_chassis == OTHER
         status = reader.status()
         assert status.local is not None
@@ -511,7 +752,7 @@ def test_southbound_killed_and_restarted_resyncs_with_what_changed_meanwhile(
     cloud.sb.start()
     wait_until(lambda: synced_ports(reader) == SEEN_FROM_LOCAL | {"vm-other"},
                timeout=RECONNECT_WAIT, what="the resync")
-    assert reader.status().rows["Port_Binding"] == 6
+    assert reader.status().rows["Port_Binding"] == len(SEEN_FROM_LOCAL) + 1
 
 
 def test_local_ovs_restart_unsyncs_then_resyncs(cloud: Cloud, reader: Reader) -> None:
@@ -581,4 +822,6 @@ def test_monitor_all_receives_every_row(cloud: Cloud, changes: Changes) -> None:
         assert view is not None
         assert ports(view) == set(cloud.ports)
         assert dict(reader.status().rows) == {"Chassis": 3, "Datapath_Binding": 4,
-                                              "Port_Binding": len(cloud.ports)}
+                                              "Port_Binding": len(cloud.ports),
+                                              "Load_Balancer": 3, "Logical_DP_Group": 4}
+        assert len(view.load_balancers) == 3

@@ -278,15 +278,19 @@ class Database:
 
     # --- rows and conditions -----------------------------------------------------------------
 
-    def rows(self, table: str) -> list[RawRow]:
-        """Every replicated row of `table`: registered columns plus `_uuid`."""
+    def rows(self, table: str, columns: Sequence[str] | None = None) -> list[RawRow]:
+        """Every replicated row of `table`: registered columns (those of `columns` only, when
+        given) plus `_uuid`."""
         if self._idl is None or table not in self.columns:
             return []
-        columns = self.columns[table]
+        registered = self.columns[table]
+        if columns is not None:
+            registered = tuple(column for column in columns if column in registered)
         rows: list[RawRow] = []
         for row in self._idl.tables[table].rows.values():
             data = row._data            # the raw Datums: references stay UUIDs
-            values: RawRow = {column: data[column].to_python(_keep_uuid) for column in columns}
+            values: RawRow = {column: data[column].to_python(_keep_uuid)
+                              for column in registered}
             values["_uuid"] = row.uuid
             rows.append(values)
         return rows

@@ -18,9 +18,11 @@ are registered; the schema files are a fallback for a server that refuses `get_s
 2. Southbound (`OVN_Southbound`), columns: Chassis name, hostname; Datapath_Binding tunnel_key,
    external_ids; Port_Binding logical_port, type, datapath, mac, chassis, options, external_ids,
    virtual_parent, tag, nat_addresses, and up (OVN >= 21.03), requested_chassis (21.12),
-   additional_chassis (22.06) when the server's schema has them. Chassis encaps are not read:
-   the view has no use for them yet (an Encap condition `chassis_name == <system-id>` would make
-   them cheap when it does).
+   additional_chassis (22.06); Load_Balancer (20.12) name, vips, external_ids and whichever of
+   datapaths (20.12), datapath_group (22.09), ls_datapath_group and lr_datapath_group (24.03)
+   the server has; Logical_DP_Group datapaths. Columns and tables the server lacks are not
+   registered. Chassis encaps are not read: the view has no use for them yet (an Encap
+   condition `chassis_name == <system-id>` would make them cheap when it does).
 
 Conditional monitoring (the point of this module)
 -------------------------------------------------
@@ -32,42 +34,70 @@ Chassis: `name == <system-id>` (our own row; its `_uuid` is what Port_Binding re
     `_uuid == C` for each chassis C referenced by a Port_Binding received (a gateway holding a
     router port, the source or target of a live migration, the chassis of a virtual port), so
     that every reference in the view resolves to a Chassis.name.
-Port_Binding:
+Port_Binding, a constant condition (it changes only with our Chassis row's `_uuid`):
     `chassis == <our uuid>`: the ports bound here, the workloads themselves.
     `requested_chassis == <our uuid>`: ports Neutron placed here that ovn-controller has not
         claimed yet (or that a live migration is moving away): seen before they come up.
     `additional_chassis includes <our uuid>`: the target side of a live migration.
     `type == "localnet"`: one per provider network segment; they say which datapaths are
         provider networks, with their physnet (`options:network_name`) and VLAN (`tag`).
-    `type == "chassisredirect"`: one per router gateway port (cr-lrp), wherever it is active
-        (next issue: gateways and floating IPs).
-    `type == "virtual"`: virtual ports (allowed-address-pair VIPs) wherever they are (next
-        issue); few in any cloud.
-    `options includes {peer: <distributed-port>}` for each chassisredirect bound here: the
-        provider-side patch port of that router's gateway, which carries the `nat_addresses`
-        (floating IPs) the gateway answers for. "patch ports of the datapaths of interest" is
-        not expressible cheaply (no AND: `datapath == D` would bring every port of D, i.e.
-        every VM of a provider network), so only the patch ports that matter are named.
+    `type == "chassisredirect"`: one per router gateway port (cr-lrp), wherever it is active.
+    `type == "virtual"`: virtual ports (allowed-address-pair VIPs) wherever they are; few.
+    `type == "patch"`: both ends of every router port. Neutron makes patch ports only for
+        router ports, so these are exactly "everything on a router's datapath, and the peer of
+        each of those ports": the provider-side port of each gateway (its `nat_addresses` hold
+        the floating IPs, including a distributed one of a VM bound here behind a gateway
+        active elsewhere), the router side of gateways and interfaces, and the switch side of
+        each interface (Neutron's `neutron:subnet_pool_addr_scope4/6`). Naming them instead
+        (`datapath == <router>` for each cr-lrp, `logical_port == <peer>` for each router port,
+        `options includes {peer: ...}` for each gateway) receives the same rows but makes the
+        condition grow with the cloud, re-sent (and the table rescanned by the server) on
+        every router change anywhere; and one `includes` among many clauses turns off the
+        server's hashing of `==` clauses: 1,926 such clauses cost 2.7 s of server CPU per
+        scan of 100,000 Port_Bindings, the 7 constant ones 0.23 s (docs/OVSDB.md).
     Until our Chassis row is known (ovn-controller registers after the agent starts, or its
     row was deleted and re-created with a new `_uuid`) the chassis clauses are absent and only
     the type clauses remain.
 Datapath_Binding: `_uuid == D` for each datapath referenced by a Port_Binding received; `[False]`
     while there is none. Updated whenever that set changes.
+Logical_DP_Group: `datapaths includes D` for each switch behind a gateway active here (the
+    datapath at the other end of each interface of a router whose cr-lrp is bound here), and,
+    when the server has `lr_datapath_group` (24.03), each such router: the groups a load
+    balancer applied there can name, plus the groups northd shares between logical flows.
+Load_Balancer: `datapath_group == G` (and `ls_`/`lr_datapath_group == G` where they exist) for
+    each group G received, and `datapaths includes D` (20.12-22.06) for each datapath above.
+    A Load_Balancer is advertised only where a router serving it has its gateway
+    (plan.add_load_balancer_vips), so a node without an active gateway receives none. Before
+    OVN 24.03 a router-only load balancer (Neutron port forwarding) is not in the Southbound at
+    all; reading it from the Northbound is not supported.
+
+The conditions depend on rows that earlier conditions brought, in strata: our Chassis (by name)
+-> Port_Bindings (constant) -> the datapaths and chassis they name, and the groups of the
+switches behind our gateways -> the balancers of those groups. No clause depends on rows of its
+own stratum or a later one, so from any rows held (nothing, or stale ones after a reconnection or
+a failover) the conditions reach the same fixed point; from nothing, in at most three requests
+(the monitor request and two condition changes). tests/ovn/test_conditions.py checks it against
+a simulated server on random topologies.
 
 Cost model, for a node with L ports of its own in a cloud of N ports, C chassis, D datapaths, P
-provider segments, R routers with a gateway, V virtual ports, G gateways active here:
-    received Port_Bindings  ~ L + P + R + V + G        (not N)
-    received Datapaths      <= P + R + V + (datapaths of the L ports)   (not D)
+provider segments, R routers with a gateway, I router interfaces, V virtual ports, and G
+gateways active here whose switches carry B load balancers:
+    received Port_Bindings  ~ L + P + R + V + 2 (R + I)   (not N; the patch ports do not
+                                                            grow with the number of VMs)
+    received Datapaths      <= P + R + (switches with a router interface or a port of ours)
     received Chassis        <= 1 + chassis referenced by those ports   (not C)
+    received Load_Balancers  B, and the groups holding those switches (their own and the ones
+                             northd shares between logical flows); none without a gateway here
 Every change of a row outside that set costs this agent nothing on the wire. What it costs:
-about three round trips at start (our Chassis -> our ports -> their datapaths and chassis),
-one `monitor_cond_change` each time the set of referenced datapaths or chassis changes, and
-on the server the evaluation of the clauses against each changed row (the Port_Binding
-condition keeps a constant number of clauses, the Datapath_Binding one has one clause per
-datapath of interest but that table rarely changes), and no sharing of the serialised update
-between clients with different conditions. `monitor_all=True` turns conditions off (every row
-of the registered columns, as openstack/ovn-bgp-agent does): the escape hatch, and the baseline
-of bench/sb_sync.py.
+about three round trips at start (our Chassis -> our ports -> their datapaths, chassis and
+groups -> the balancers), one `monitor_cond_change` each time the set of referenced datapaths or
+chassis or the groups behind our gateways change, and on the server the evaluation of the
+clauses against each changed row (the Port_Binding condition keeps 7 clauses; the
+Datapath_Binding one has one `==` clause per datapath of interest, hashed by the server, and that
+table rarely changes; the load-balancer ones have a few clauses each on small tables), and no
+sharing of the serialised update between clients with different conditions. `monitor_all=True`
+turns conditions off (every row of the registered columns, as openstack/ovn-bgp-agent does):
+the escape hatch, and the baseline of bench/sb_sync.py.
 
 When the view is complete: `synced`
 -----------------------------------
@@ -105,9 +135,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 from ovn_fabric.ovn._ovsdb import Database, JsonValue, Poller, RawRow, use_ssl_files
-from ovn_fabric.ovn.view import OvnView, build_view
+from ovn_fabric.ovn.view import LB_DATAPATH_COLUMNS, OvnView, build_view
 
 LOG = logging.getLogger(__name__)
 
@@ -125,52 +156,78 @@ SB_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "virtual_parent", "tag", "nat_addresses",
         "up", "requested_chassis", "additional_chassis",
     ),
+    # datapaths (20.12), datapath_group (22.09), ls_/lr_datapath_group (24.03)
+    "Load_Balancer": ("name", "vips", "external_ids", *LB_DATAPATH_COLUMNS),
+    "Logical_DP_Group": ("datapaths",),
 }
+# A Load_Balancer's columns that reference a Logical_DP_Group.
+LB_GROUP_COLUMNS = tuple(column for column in LB_DATAPATH_COLUMNS if column != "datapaths")
 # Columns an older OVN lacks: not worth a warning.
 OPTIONAL_COLUMNS = frozenset({
     "Port_Binding.up", "Port_Binding.requested_chassis", "Port_Binding.additional_chassis",
+    *(f"{table}.{column}" for table in ("Load_Balancer", "Logical_DP_Group")
+      for column in SB_COLUMNS[table]),
 })
 MONITOR_ALL: Mapping[str, list[JsonValue]] = {table: [True] for table in SB_COLUMNS}
 # Port_Binding types received wherever they are bound (see the module docstring).
-GLOBAL_PORT_TYPES = ("localnet", "chassisredirect", "virtual")
+GLOBAL_PORT_TYPES = ("localnet", "chassisredirect", "virtual", "patch")
 _CHASSIS_REFERENCES = ("chassis", "requested_chassis", "additional_chassis")
+# The Port_Binding columns the conditions depend on.
+INTEREST_COLUMNS = ("logical_port", "type", "datapath", "options", *_CHASSIS_REFERENCES)
+# Port_Binding options: a cr-lrp's router port (lrp-<gw>); a patch port's other end; what
+# northd adds to a gateway router port (so that it is told from an interface).
+_DISTRIBUTED_PORT, _PEER, _REDIRECT_PORT = "distributed-port", "peer", "chassis-redirect-port"
 
 
 # --- the conditions (pure) ----------------------------------------------------------------------
 
 
 def conditions(
-    local_chassis_uuid: str | None,
-    datapaths_of_interest: Iterable[str],
+    interest: Interest,
     *,
     system_id: str | None,
-    chassis_of_interest: Iterable[str] = (),
-    distributed_ports: Iterable[str] = (),
-    port_binding_columns: Collection[str] = SB_COLUMNS["Port_Binding"],
+    columns: Mapping[str, Collection[str]] = SB_COLUMNS,
 ) -> dict[str, list[JsonValue]]:
-    """The monitor condition of each Southbound table (clauses ORed, sorted: equal inputs give
-    equal conditions). `port_binding_columns` are those the server has: a clause on a column
-    it lacks would be rejected."""
+    """The monitor condition of each Southbound table in `columns` (the tables and columns the
+    server has: a clause on a column it lacks would be rejected). Clauses are ORed and sorted,
+    so equal inputs give equal conditions."""
+    pb_columns = columns.get("Port_Binding", ())
+    lb_columns = columns.get("Load_Balancer", ())
+    local = interest.local_chassis
     chassis: list[JsonValue] = [["name", "==", system_id]] if system_id else []
     chassis += [["_uuid", "==", ["uuid", c]]
-                for c in sorted(set(chassis_of_interest) - {local_chassis_uuid or ""})]
+                for c in sorted(interest.chassis - {local or ""})]
+    # A constant set of clauses whatever the size of the cloud (see the module docstring).
     bindings: list[JsonValue] = [["type", "==", kind] for kind in GLOBAL_PORT_TYPES]
-    if local_chassis_uuid:
-        mine: JsonValue = ["uuid", local_chassis_uuid]
+    if local:
+        mine: JsonValue = ["uuid", local]
         bindings.append(["chassis", "==", mine])
-        if "requested_chassis" in port_binding_columns:
+        if "requested_chassis" in pb_columns:
             bindings.append(["requested_chassis", "==", mine])
-        if "additional_chassis" in port_binding_columns:
+        if "additional_chassis" in pb_columns:
             bindings.append(["additional_chassis", "includes", mine])
-    bindings += [["options", "includes", ["map", [["peer", port]]]]
-                 for port in sorted(set(distributed_ports))]
     datapaths: list[JsonValue] = [["_uuid", "==", ["uuid", d]]
-                                  for d in sorted(set(datapaths_of_interest))]
-    return {
-        "Chassis": chassis or [False],
-        "Datapath_Binding": datapaths or [False],
+                                  for d in sorted(interest.datapaths)]
+    # Before OVN 24.03 a Load_Balancer names switches only.
+    served = interest.gateway_switches | (
+        interest.gateway_routers if "lr_datapath_group" in lb_columns else frozenset())
+    groups: list[JsonValue] = []
+    if lb_columns and "datapaths" in columns.get("Logical_DP_Group", ()):
+        groups = [["datapaths", "includes", ["uuid", d]] for d in sorted(served)]
+    balancers: list[JsonValue] = [[column, "==", ["uuid", group]]
+                                  for column in LB_GROUP_COLUMNS if column in lb_columns
+                                  for group in sorted(interest.datapath_groups)]
+    if "datapaths" in lb_columns:
+        balancers += [["datapaths", "includes", ["uuid", d]] for d in sorted(served)]
+    every = {
+        "Chassis": chassis,
+        "Datapath_Binding": datapaths,
         "Port_Binding": bindings,
+        "Logical_DP_Group": groups,
+        "Load_Balancer": balancers,
     }
+    return {table: condition or [False] for table, condition in every.items()
+            if table in columns}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,34 +237,57 @@ class Interest:
     local_chassis: str | None = None                       # our Chassis row's _uuid
     datapaths: frozenset[str] = frozenset()                # referenced by a Port_Binding
     chassis: frozenset[str] = frozenset()                  # referenced by a Port_Binding
-    distributed_ports: frozenset[str] = frozenset()        # of chassisredirect ports bound here
+    gateway_routers: frozenset[str] = frozenset()          # routers whose cr-lrp is bound here
+    gateway_switches: frozenset[str] = frozenset()         # their interfaces' switches
+    datapath_groups: frozenset[str] = frozenset()          # Logical_DP_Group rows received
 
     @classmethod
     def of(cls, system_id: str | None, chassis: Iterable[RawRow],
-           port_bindings: Iterable[RawRow]) -> Interest:
+           port_bindings: Iterable[RawRow], datapath_groups: Iterable[object] = ()) -> Interest:
+        """From the replicated rows (`datapath_groups`: the _uuids of the Logical_DP_Group
+        rows)."""
         local = min((str(row["_uuid"]) for row in chassis
                      if system_id and row.get("name") == system_id), default=None)
+        bindings = list(port_bindings)
         datapaths: set[str] = set()
         referenced: set[str] = set()
-        distributed: set[str] = set()
-        for row in port_bindings:
+        routers: set[str] = set()
+        gateway_ports: set[object] = set()
+        for row in bindings:
             datapaths.update(_uuids(row.get("datapath")))
-            bound = _uuids(row.get("chassis"))
             for column in _CHASSIS_REFERENCES:
                 referenced.update(_uuids(row.get(column)))
-            port = _options(row).get("distributed-port")
-            if (row.get("type") == "chassisredirect" and local in bound
-                    and isinstance(port, str) and port):
-                distributed.add(port)
+            if row.get("type") == "chassisredirect" and local in _uuids(row.get("chassis")):
+                routers.update(_uuids(row.get("datapath")))
+                gateway_ports.add(_options(row).get(_DISTRIBUTED_PORT))
         return cls(local_chassis=local, datapaths=frozenset(datapaths),
-                   chassis=frozenset(referenced), distributed_ports=frozenset(distributed))
+                   chassis=frozenset(referenced), gateway_routers=frozenset(routers),
+                   gateway_switches=_interface_switches(bindings, routers, gateway_ports),
+                   datapath_groups=frozenset(str(g) for g in datapath_groups))
 
     def conditions(self, system_id: str | None,
-                   port_binding_columns: Collection[str]) -> dict[str, list[JsonValue]]:
-        return conditions(self.local_chassis, self.datapaths, system_id=system_id,
-                          chassis_of_interest=self.chassis,
-                          distributed_ports=self.distributed_ports,
-                          port_binding_columns=port_binding_columns)
+                   columns: Mapping[str, Collection[str]]) -> dict[str, list[JsonValue]]:
+        return conditions(self, system_id=system_id, columns=columns)
+
+
+def _interface_switches(bindings: list[RawRow], routers: set[str],
+                        gateway_ports: set[object]) -> frozenset[str]:
+    """The datapaths at the other end of the interfaces of `routers`: each patch port on a
+    router's datapath, other than its gateway port, names its switch-side peer in
+    `options:peer`."""
+    if not routers:
+        return frozenset()
+    by_name = {row.get("logical_port"): row for row in bindings}
+    switches: set[str] = set()
+    for row in bindings:
+        options = _options(row)
+        if (routers.isdisjoint(_uuids(row.get("datapath")))
+                or row.get("logical_port") in gateway_ports or _REDIRECT_PORT in options):
+            continue
+        peer = by_name.get(options.get(_PEER))
+        if peer is not None:
+            switches.update(_uuids(peer.get("datapath")))
+    return frozenset(switches - routers)
 
 
 def _uuids(value: object) -> list[str]:
@@ -255,9 +335,20 @@ def _text(value: object) -> str | None:
 
 
 def view_of(local: LocalOvs | None, chassis: list[RawRow], datapaths: list[RawRow],
-            port_bindings: list[RawRow]) -> OvnView:
-    """The view of replicated rows: chassis references become Chassis names (a reference to a
+            port_bindings: list[RawRow], *, load_balancers: Iterable[RawRow] = (),
+            datapath_groups: Iterable[RawRow] = ()) -> OvnView:
+    """The view of replicated rows: chassis references become Chassis names, and a
+    Load_Balancer's datapath groups the `datapaths` of those Logical_DP_Groups (a reference to a
     row not replicated, a transient state while `synced` is False, is left out)."""
+    groups = {str(row["_uuid"]): _uuids(row.get("datapaths")) for row in datapath_groups}
+    balancers = []
+    for row in load_balancers:
+        resolved = dict(row)
+        for column in LB_GROUP_COLUMNS:
+            if column in row:
+                resolved[column] = [datapath for group in _uuids(row[column])
+                                    for datapath in groups.get(group, ())]
+        balancers.append(resolved)
     names = {row["_uuid"]: row.get("name") for row in chassis}
     bindings = []
     for row in port_bindings:
@@ -274,7 +365,24 @@ def view_of(local: LocalOvs | None, chassis: list[RawRow], datapaths: list[RawRo
         bridge_mappings=facts.bridge_mappings,
         integration_bridge=facts.integration_bridge,
         chassis=chassis, datapaths=datapaths, port_bindings=bindings,
+        load_balancers=balancers,
     )
+
+
+class _Rows(NamedTuple):
+    """A copy of what is replicated, taken under the reader's lock."""
+
+    local: LocalOvs | None
+    chassis: list[RawRow]
+    datapaths: list[RawRow]
+    port_bindings: list[RawRow]
+    load_balancers: list[RawRow]
+    datapath_groups: list[RawRow]
+
+    def view(self) -> OvnView:
+        return view_of(self.local, self.chassis, self.datapaths, self.port_bindings,
+                       load_balancers=self.load_balancers,
+                       datapath_groups=self.datapath_groups)
 
 
 # --- the reader ---------------------------------------------------------------------------------
@@ -429,7 +537,7 @@ class Reader:
         """The view of what is replicated now (complete only if `synced`)."""
         with self._lock:
             rows = self._rows()
-        return view_of(*rows)
+        return rows.view()
 
     def synced_snapshot(self) -> OvnView | None:
         """The view if it is complete, else None, decided atomically."""
@@ -437,7 +545,7 @@ class Reader:
             if not self._synced:
                 return None
             rows = self._rows()
-        return view_of(*rows)
+        return rows.view()
 
     def status(self) -> ReaderStatus:
         with self._lock:
@@ -455,11 +563,13 @@ class Reader:
 
     # --- the loop (background thread) ------------------------------------------------------
 
-    def _rows(self) -> tuple[LocalOvs | None, list[RawRow], list[RawRow], list[RawRow]]:
+    def _rows(self) -> _Rows:
         if self._sb is None:
-            return self._local, [], [], []
-        return (self._local, self._sb.rows("Chassis"), self._sb.rows("Datapath_Binding"),
-                self._sb.rows("Port_Binding"))
+            return _Rows(self._local, [], [], [], [], [])
+        sb = self._sb
+        return _Rows(self._local, sb.rows("Chassis"), sb.rows("Datapath_Binding"),
+                     sb.rows("Port_Binding"), sb.rows("Load_Balancer"),
+                     sb.rows("Logical_DP_Group"))
 
     def _loop(self, wake_fd: int) -> None:
         try:
@@ -532,27 +642,27 @@ class Reader:
         self._sb_link = _Link("Southbound database")
         self._interest = Interest()
         if remote is not None:
-            self._desired = self._conditions_for(self._interest, SB_COLUMNS["Port_Binding"])
+            self._desired = self._conditions_for(self._interest, SB_COLUMNS)
             self._sb = Database(remote, SB_DB, SB_COLUMNS, fallback_schema=self._sb_schema_file,
                                 initial_conditions=self._desired)
 
     def _conditions_for(self, interest: Interest,
-                        port_binding_columns: Collection[str]) -> dict[str, list[JsonValue]]:
+                        columns: Mapping[str, Collection[str]]) -> dict[str, list[JsonValue]]:
         if self._monitor_all:
-            return dict(MONITOR_ALL)
+            return {table: condition for table, condition in MONITOR_ALL.items()
+                    if table in columns}
         system_id = self._local.system_id if self._local else None
-        return interest.conditions(system_id, port_binding_columns)
+        return interest.conditions(system_id, columns)
 
     def _update_conditions(self, sb: Database) -> None:
         if not sb.columns:                       # still fetching the schema
             return
         system_id = self._local.system_id if self._local else None
         if not self._monitor_all:
-            self._interest = Interest.of(system_id, sb.rows("Chassis"), sb.rows("Port_Binding"))
-        columns = sb.columns.get("Port_Binding", ())
-        self._desired = {table: condition for table, condition
-                         in self._conditions_for(self._interest, columns).items()
-                         if table in sb.columns}
+            self._interest = Interest.of(
+                system_id, sb.rows("Chassis", ("name",)),
+                sb.rows("Port_Binding", INTEREST_COLUMNS), sb.row_uuids("Logical_DP_Group"))
+        self._desired = self._conditions_for(self._interest, sb.columns)
         missing = [column for column in sb.missing if column not in OPTIONAL_COLUMNS]
         if missing:
             self._warn_once("missing:" + ",".join(missing),
