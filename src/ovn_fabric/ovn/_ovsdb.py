@@ -24,6 +24,14 @@ Workarounds for ovs 3.1.7, all in `_Idl`:
 - `Idl.cond_change` returns an unreliable seqno (it tests a bound method for truth): callers
   compare the condition states instead (`condition_settled`).
 - Whether the IDL's session is connected is not public: `_Idl.connected` reads `_session`.
+
+Rows are converted incrementally: `Database.rows()` keeps each converted row between calls and
+converts again only the rows the IDL changed since. A row is converted again when the IDL
+notified a change of it (`_Idl.notify`: insert, update, delete; a "modify" changes the Row
+object in place) or when the IDL holds another Row object for its uuid (the IDL replaces the
+objects, without notifying, when it clears its tables for a full reload after a reconnection,
+and when the server re-inserts a row it holds). Unchanged rows come back as the same dict
+objects, which callers must not modify.
 """
 
 from __future__ import annotations
@@ -88,7 +96,15 @@ def split_remotes(remote: str) -> list[str]:
 
 
 class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]  # untyped base class
-    """`ovs.db.idl.Idl` with the workarounds described in the module docstring."""
+    """`ovs.db.idl.Idl` with the workarounds described in the module docstring, recording
+    the uuids of the rows it changed, per table (`dirty`, emptied by its reader)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.dirty: dict[str, set[uuid.UUID]] = {}
+        super().__init__(*args, **kwargs)
+
+    def notify(self, event: str, row: Any, updates: Any = None) -> None:
+        self.dirty.setdefault(row._table.name, set()).add(row.uuid)
 
     @property
     def connected(self) -> bool:
@@ -186,6 +202,8 @@ class Database:
         self._fetch: _SchemaFetch | None = _SchemaFetch(remote, db_name)
         self._idl: _Idl | None = None
         self.columns: dict[str, tuple[str, ...]] = {}
+        # table -> uuid -> (the IDL's Row object, its converted registered columns)
+        self._converted: dict[str, dict[uuid.UUID, tuple[object, RawRow]]] = {}
         self.missing: tuple[str, ...] = ()
         self.schema_source = ""
 
@@ -286,13 +304,32 @@ class Database:
         registered = self.columns[table]
         if columns is not None:
             registered = tuple(column for column in columns if column in registered)
+        full = self._converted_rows(table)
+        if columns is None:
+            return full
+        return [{column: row[column] for column in (*registered, "_uuid")} for row in full]
+
+    def _converted_rows(self, table: str) -> list[RawRow]:
+        """Every row of `table` with all its registered columns, converted again only where the
+        IDL changed it (see the module docstring)."""
+        if self._idl is None:
+            return []
+        registered = self.columns[table]
+        dirty = self._idl.dirty.pop(table, set())
+        previous = self._converted.get(table, {})
+        current: dict[uuid.UUID, tuple[object, RawRow]] = {}
         rows: list[RawRow] = []
-        for row in self._idl.tables[table].rows.values():
-            data = row._data            # the raw Datums: references stay UUIDs
-            values: RawRow = {column: data[column].to_python(_keep_uuid)
-                              for column in registered}
-            values["_uuid"] = row.uuid
-            rows.append(values)
+        for row_uuid, row in self._idl.tables[table].rows.items():
+            kept = previous.get(row_uuid)
+            if kept is None or kept[0] is not row or row_uuid in dirty:
+                data = row._data            # the raw Datums: references stay UUIDs
+                values: RawRow = {column: data[column].to_python(_keep_uuid)
+                                  for column in registered}
+                values["_uuid"] = row.uuid
+                kept = (row, values)
+            current[row_uuid] = kept
+            rows.append(kept[1])
+        self._converted[table] = current
         return rows
 
     def row_count(self, table: str) -> int:

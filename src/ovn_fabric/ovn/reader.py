@@ -118,6 +118,9 @@ conditions, recompute `synced`, then block on the sockets (and a pipe that `clos
 to). Every change of the replicated rows, or of `synced`, calls `on_change()` from that thread,
 outside the lock: it must only mark something dirty. `snapshot()` copies the rows under the
 same lock (no `run()` in between, so never half an update) and builds the view outside it.
+Both are incremental: the Database converts again only the rows the IDL changed, and the view
+re-resolves and rebuilds only those (`ViewMemo`); a snapshot equals one built from scratch
+(tests/ovn/test_reader.py checks it after random changes).
 Bad data never raises: `build_view` turns it into Problems. An unreachable database is logged
 (once per outage, after `warn_after` seconds) and retried by the IDL with back-off; the rest of
 the agent keeps running.
@@ -138,7 +141,7 @@ from types import TracebackType
 from typing import NamedTuple
 
 from ovn_fabric.ovn._ovsdb import Database, JsonValue, Poller, RawRow, use_ssl_files
-from ovn_fabric.ovn.view import LB_DATAPATH_COLUMNS, OvnView, build_view
+from ovn_fabric.ovn.view import LB_DATAPATH_COLUMNS, BuildMemo, OvnView, build_view
 
 LOG = logging.getLogger(__name__)
 
@@ -336,37 +339,67 @@ def _text(value: object) -> str | None:
 
 def view_of(local: LocalOvs | None, chassis: list[RawRow], datapaths: list[RawRow],
             port_bindings: list[RawRow], *, load_balancers: Iterable[RawRow] = (),
-            datapath_groups: Iterable[RawRow] = ()) -> OvnView:
+            datapath_groups: Iterable[RawRow] = (), memo: ViewMemo | None = None) -> OvnView:
     """The view of replicated rows: chassis references become Chassis names, and a
     Load_Balancer's datapath groups the `datapaths` of those Logical_DP_Groups (a reference to a
-    row not replicated, a transient state while `synced` is False, is left out)."""
+    row not replicated, a transient state while `synced` is False, is left out). With a `memo`
+    (the reader's), rows unchanged since its previous view, as the same objects and with the
+    same references resolved, are not resolved or built again."""
+    memo = memo or ViewMemo()
     groups = {str(row["_uuid"]): _uuids(row.get("datapaths")) for row in datapath_groups}
     balancers = []
     for row in load_balancers:
-        resolved = dict(row)
-        for column in LB_GROUP_COLUMNS:
-            if column in row:
-                resolved[column] = [datapath for group in _uuids(row[column])
-                                    for datapath in groups.get(group, ())]
-        balancers.append(resolved)
+        refs: dict[str, list[object]] = {
+            column: [datapath for group in _uuids(row[column])
+                     for datapath in groups.get(group, ())]
+            for column in LB_GROUP_COLUMNS if column in row}
+        balancers.append(memo.resolve(row, refs))
     names = {row["_uuid"]: row.get("name") for row in chassis}
     bindings = []
     for row in port_bindings:
-        resolved = dict(row)
+        refs = {}
         for column in _CHASSIS_REFERENCES:
             value = row.get(column)
             if value is not None:
-                refs = value if isinstance(value, list) else [value]
-                resolved[column] = [names[ref] for ref in refs if ref in names]
-        bindings.append(resolved)
+                values = value if isinstance(value, list) else [value]
+                refs[column] = [names[ref] for ref in values if ref in names]
+        bindings.append(memo.resolve(row, refs))
+    memo.resolved_done()
     facts = local or LocalOvs()
     return build_view(
         local_chassis=facts.system_id,
         bridge_mappings=facts.bridge_mappings,
         integration_bridge=facts.integration_bridge,
         chassis=chassis, datapaths=datapaths, port_bindings=bindings,
-        load_balancers=balancers,
+        load_balancers=balancers, memo=memo.built,
     )
+
+
+class ViewMemo:
+    """What `view_of` keeps from one view to the next (not thread-safe: one view at a time):
+    each row with its references resolved, reused while the raw row is the same object (the
+    Database hands out unchanged rows as the same dicts) and the resolved references are equal;
+    and the view's rows built from those (`BuildMemo`)."""
+
+    __slots__ = ("_current", "_previous", "built")
+
+    def __init__(self) -> None:
+        self._previous: dict[int, tuple[RawRow, dict[str, list[object]], RawRow]] = {}
+        self._current: dict[int, tuple[RawRow, dict[str, list[object]], RawRow]] = {}
+        self.built = BuildMemo()
+
+    def resolve(self, row: RawRow, refs: dict[str, list[object]]) -> RawRow:
+        """`row` with the columns of `refs` replaced by those values."""
+        kept = self._previous.get(id(row))
+        if kept is None or kept[0] is not row or kept[1] != refs:
+            resolved = dict(row)
+            resolved.update(refs)
+            kept = (row, refs, resolved)
+        self._current[id(row)] = kept
+        return kept[2]
+
+    def resolved_done(self) -> None:
+        self._previous, self._current = self._current, {}
 
 
 class _Rows(NamedTuple):
@@ -379,10 +412,10 @@ class _Rows(NamedTuple):
     load_balancers: list[RawRow]
     datapath_groups: list[RawRow]
 
-    def view(self) -> OvnView:
+    def view(self, memo: ViewMemo | None = None) -> OvnView:
         return view_of(self.local, self.chassis, self.datapaths, self.port_bindings,
                        load_balancers=self.load_balancers,
-                       datapath_groups=self.datapath_groups)
+                       datapath_groups=self.datapath_groups, memo=memo)
 
 
 # --- the reader ---------------------------------------------------------------------------------
@@ -473,6 +506,8 @@ class Reader:
         self._sb_schema_file = sb_schema_file
         self._warn_after = warn_after
         self._lock = threading.Lock()
+        self._memo = ViewMemo()                       # guarded by _view_lock
+        self._view_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake: tuple[int, int] | None = None     # a pipe: close() wakes the loop up
@@ -537,7 +572,8 @@ class Reader:
         """The view of what is replicated now (complete only if `synced`)."""
         with self._lock:
             rows = self._rows()
-        return rows.view()
+        with self._view_lock:
+            return rows.view(self._memo)
 
     def synced_snapshot(self) -> OvnView | None:
         """The view if it is complete, else None, decided atomically."""
@@ -545,7 +581,8 @@ class Reader:
             if not self._synced:
                 return None
             rows = self._rows()
-        return rows.view()
+        with self._view_lock:
+            return rows.view(self._memo)
 
     def status(self) -> ReaderStatus:
         with self._lock:
@@ -661,7 +698,9 @@ class Reader:
         if not self._monitor_all:
             self._interest = Interest.of(
                 system_id, sb.rows("Chassis", ("name",)),
-                sb.rows("Port_Binding", INTEREST_COLUMNS), sb.row_uuids("Logical_DP_Group"))
+                # Every column (Interest reads INTEREST_COLUMNS only): the rows converted
+                # for the next snapshot, unchanged rows not converted again.
+                sb.rows("Port_Binding"), sb.row_uuids("Logical_DP_Group"))
         self._desired = self._conditions_for(self._interest, sb.columns)
         missing = [column for column in sb.missing if column not in OPTIONAL_COLUMNS]
         if missing:

@@ -226,16 +226,62 @@ class OvnView:
 
     def __post_init__(self) -> None:
         canonical = {
-            "chassis": tuple(sorted(self.chassis, key=lambda c: (c.name, repr(c)))),
-            "datapaths": tuple(sorted(self.datapaths, key=lambda d: (d.uuid, repr(d)))),
-            "port_bindings": tuple(
-                sorted(self.port_bindings, key=lambda p: (p.logical_port, repr(p)))),
+            "chassis": _canonical(self.chassis, _chassis_key),
+            "datapaths": _canonical(self.datapaths, _uuid_key),
+            "port_bindings": _canonical(self.port_bindings, _binding_key),
             "problems": tuple(sorted(set(self.problems))),
-            "load_balancers": tuple(
-                sorted(self.load_balancers, key=lambda b: (b.uuid, repr(b)))),
+            "load_balancers": _canonical(self.load_balancers, _uuid_key),
         }
         for name, value in canonical.items():
             object.__setattr__(self, name, value)
+
+
+def _chassis_key(row: Chassis) -> str:
+    return row.name
+
+
+def _uuid_key(row: Datapath | LoadBalancer) -> str:
+    return row.uuid
+
+
+def _binding_key(row: PortBinding) -> str:
+    return row.logical_port
+
+
+def _canonical(rows: Iterable[Row], key: Callable[[Row], str]) -> tuple[Row, ...]:
+    """`rows` sorted by (key, repr): by key alone when the keys are unique (the normal case,
+    and the cheap one), by repr too only among rows sharing a key."""
+    ordered = sorted(rows, key=key)
+    keys = [key(row) for row in ordered]
+    if len(set(keys)) < len(keys):
+        ordered = sorted(ordered, key=lambda row: (key(row), repr(row)))
+    return tuple(ordered)
+
+
+class BuildMemo:
+    """The rows built by `build_view`, kept from one build to the next: a raw row that is the
+    same object as in the previous build (an unchanged row of the OVSDB reader) is not built
+    again. Holds each raw row it keeps, so an id is never reused while remembered. Not
+    thread-safe: one builder at a time."""
+
+    __slots__ = ("_current", "_previous")
+
+    def __init__(self) -> None:
+        self._previous: dict[int, tuple[object, object, tuple[Problem, ...]]] = {}
+        self._current: dict[int, tuple[object, object, tuple[Problem, ...]]] = {}
+
+    def build(self, from_row: Callable[[object], tuple[Row | None, tuple[Problem, ...]]],
+              raw: object) -> tuple[Row | None, tuple[Problem, ...]]:
+        kept = self._previous.get(id(raw))
+        if kept is None or kept[0] is not raw:
+            built, problems = from_row(raw)
+            kept = (raw, built, problems)
+        self._current[id(raw)] = kept
+        return kept[1], kept[2]  # type: ignore[return-value]  # built by the same from_row
+
+    def done(self) -> None:
+        """End of a build: forget the rows it did not see."""
+        self._previous, self._current = self._current, {}
 
 
 def build_view(
@@ -247,25 +293,30 @@ def build_view(
     datapaths: Iterable[object] = (),
     port_bindings: Iterable[object] = (),
     load_balancers: Iterable[object] = (),
+    memo: BuildMemo | None = None,
 ) -> OvnView:
     """Build a view from raw rows and local facts, recording every problem instead of raising.
 
     `bridge_mappings` is the raw `external_ids:ovn-bridge-mappings` text of the local OVS.
-    Rows whose key appears twice are kept once (the same one whatever the input order)."""
+    Rows whose key appears twice are kept once (the same one whatever the input order).
+    With a `memo`, raw rows seen (as the same objects) in its previous build are not built
+    again: the raw rows must not have been modified in between."""
     problems: list[Problem] = []
     local = _local_string(local_chassis, "external_ids:system-id", "", problems)
     br_int = _local_string(integration_bridge, "external_ids:ovn-bridge",
                            DEFAULT_INTEGRATION_BRIDGE, problems)
     mappings, mapping_problems = parse_bridge_mappings(bridge_mappings)
     problems.extend(mapping_problems)
-    chassis_rows = _unique(_build_rows(Chassis.from_row, chassis, problems),
-                           lambda c: c.name, "Chassis", problems)
-    datapath_rows = _unique(_build_rows(Datapath.from_row, datapaths, problems),
-                            lambda d: d.uuid, "Datapath_Binding", problems)
-    binding_rows = _unique(_build_rows(PortBinding.from_row, port_bindings, problems),
-                           lambda p: p.logical_port, "Port_Binding", problems)
-    balancer_rows = _unique(_build_rows(LoadBalancer.from_row, load_balancers, problems),
-                            lambda b: b.uuid, "Load_Balancer", problems)
+    chassis_rows = _unique(_build_rows(Chassis.from_row, chassis, problems, memo),
+                           _chassis_key, "Chassis", problems)
+    datapath_rows = _unique(_build_rows(Datapath.from_row, datapaths, problems, memo),
+                            _uuid_key, "Datapath_Binding", problems)
+    binding_rows = _unique(_build_rows(PortBinding.from_row, port_bindings, problems, memo),
+                           _binding_key, "Port_Binding", problems)
+    balancer_rows = _unique(_build_rows(LoadBalancer.from_row, load_balancers, problems, memo),
+                            _uuid_key, "Load_Balancer", problems)
+    if memo is not None:
+        memo.done()
     return OvnView(
         local_chassis=local, bridge_mappings=mappings, integration_bridge=br_int,
         chassis=chassis_rows, datapaths=datapath_rows, port_bindings=binding_rows,
@@ -551,10 +602,11 @@ def _build_rows(
     from_row: Callable[[object], tuple[Row | None, tuple[Problem, ...]]],
     rows: Iterable[object],
     problems: list[Problem],
+    memo: BuildMemo | None = None,
 ) -> list[Row]:
     built: list[Row] = []
     for raw in rows:
-        row, row_problems = from_row(raw)
+        row, row_problems = memo.build(from_row, raw) if memo is not None else from_row(raw)
         problems.extend(row_problems)
         if row is not None:
             built.append(row)
@@ -567,7 +619,7 @@ def _unique(
     """One row per key: the first in a canonical order, so the choice never depends on the
     order the rows came in."""
     kept: dict[str, Row] = {}
-    for row in sorted(rows, key=lambda r: (key(r), repr(r))):
+    for row in _canonical(rows, key):
         if key(row) in kept:
             if row != kept[key(row)]:
                 problems.append(Problem(table, key(row), "-", "key used by several rows; "
