@@ -69,6 +69,7 @@ Facts of OVN these rules rest on (checked against ovn-northd 23.03.1 fed as Neut
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -88,6 +89,7 @@ from ovn_fabric.model import (
     Refusal,
 )
 from ovn_fabric.ovn.view import (
+    PARSER_CACHE,
     IPInterface,
     LoadBalancer,
     OvnView,
@@ -231,12 +233,18 @@ class Draft:
     def claim(self, ip: IPAddress, token: str, network: ServedNetwork, *, mac: str | None,
               reason: Reason, port: str) -> None:
         """Make one address reachable on the network's bridge, with a neighbour entry."""
-        self.claims.append(Claim(prefix=ipaddress.ip_network(ip), token=token,
+        self.claims.append(Claim(prefix=host_network(ip), token=token,
                                  bridge=network.bridge, mac=mac, via=None, reason=reason,
                                  port=port, network=network.name))
 
 
 Workload = Callable[[Context, Draft], None]
+
+
+@functools.lru_cache(maxsize=PARSER_CACHE)
+def host_network(ip: IPAddress) -> IPNetwork:
+    """The /32 or /128 of an address (cached: the same addresses come back on every pass)."""
+    return ipaddress.ip_network(ip)
 
 
 def plan(view: OvnView, settings: Settings) -> DesiredState:
