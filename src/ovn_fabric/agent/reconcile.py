@@ -6,7 +6,8 @@ The triggers only decide what must be looked at:
 
     OVN      the reader saw a change: snapshot and plan again; the kernel is synced if the plan
              changed. Only OVN and RESYNC passes read OVN: the view cannot change without the
-             reader marking OVN, and a snapshot costs ~0.3 ms per port (0.9 s at 3,000 ports)
+             reader marking OVN. A snapshot is incremental (only the rows that changed are
+             converted and built again), and the plan reuses its parsers' results
     KERNEL   the netlink watch saw our state touched: sync the kernel
     TICK     every DRIFT_CHECK_S: flows (a ~15-25 ms read), which is how a restarted
              ovs-vswitchd or a flow deleted by hand is repaired within a second
