@@ -134,42 +134,9 @@ def _wait_pings(vm: Vm, address: str, timeout: float = CONVERGE_S) -> float:
     return time.monotonic() - start
 
 
-SERVER = """
-import socket
-s = socket.create_server(("::", 5201), family=socket.AF_INET6, dualstack_ipv6=True)
-print("listening", flush=True)
-c, _ = s.accept()
-n = 0
-while (b := c.recv(65536)):
-    n += len(b)
-print(n, flush=True)
-"""
-
-CLIENT = """
-import socket, sys
-s = socket.create_connection((sys.argv[1], 5201), timeout=10)
-s.sendall(b"x" * int(sys.argv[2]))
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-s.close()
-"""
-
-
 def _tcp(src: Vm, dst: Vm, address: str, size: int = 1_000_000) -> int:
     """Send `size` bytes over TCP from `src` to `dst` at `address`; what the server received."""
-    server = subprocess.Popen(["ip", "netns", "exec", dst.netns, sys.executable, "-c", SERVER],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        stdout = server.stdout
-        assert stdout is not None
-        assert stdout.readline().strip() == "listening"
-        run([sys.executable, "-c", CLIENT, address, str(size)], netns=src.netns, timeout=30)
-        out, _ = server.communicate(timeout=30)
-        return int(out.strip())
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    return probe.tcp_transfer(src.netns, dst.netns, address, size)
 
 
 # --- nftables counters on every leaf ----------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,3 +88,43 @@ def busy_uplink(lab: Lab, device: str, address: str) -> str:
     before = {i: tx_packets(lab, device, i) for i in ifaces}
     run(["ping", "-c", "20", "-i", "0.01", address], netns=lab.netns(device))
     return max(ifaces, key=lambda i: tx_packets(lab, device, i) - before[i])
+
+
+_TCP_SERVER = """
+import socket
+s = socket.create_server(("::", 5201), family=socket.AF_INET6, dualstack_ipv6=True)
+print("listening", flush=True)
+c, _ = s.accept()
+n = 0
+while (b := c.recv(65536)):
+    n += len(b)
+print(n, flush=True)
+"""
+
+_TCP_CLIENT = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 5201), timeout=10)
+s.sendall(b"x" * int(sys.argv[2]))
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
+"""
+
+
+def tcp_transfer(src_netns: str, dst_netns: str, address: str, size: int = 1_000_000) -> int:
+    """Send `size` bytes over TCP from a process in `src_netns` to a server in `dst_netns`
+    listening on `address` (port 5201, IPv4 or IPv6); returns the bytes the server received."""
+    server = subprocess.Popen(["ip", "netns", "exec", dst_netns, sys.executable, "-c",
+                               _TCP_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        stdout = server.stdout
+        if stdout is None or stdout.readline().strip() != "listening":
+            raise RuntimeError(f"the TCP server in {dst_netns} did not start")
+        run([sys.executable, "-c", _TCP_CLIENT, address, str(size)], netns=src_netns,
+            timeout=30)
+        out, _ = server.communicate(timeout=30)
+        return int(out.strip())
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
