@@ -23,6 +23,7 @@ No load balancer: no gateway is active here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -294,6 +295,8 @@ def directory() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):   # the shared parent too, once nothing else is in it
+            RUN_DIR.rmdir()
 
 
 @pytest.fixture

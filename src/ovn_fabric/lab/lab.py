@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +175,8 @@ def down(prefix: str, progress: Progress = _quiet) -> list[str]:
         run(["ip", "netns", "delete", ns], check=False)
     if paths.lab_dir.exists():
         run(["rm", "-rf", "--one-file-system", str(paths.lab_dir)])
+    with suppress(OSError):          # the shared parent, once no other lab is in it
+        paths.root.rmdir()
     progress(f"removed {len(namespaces)} namespaces and {len(pids)} processes of lab {prefix!r}")
     return namespaces
 
