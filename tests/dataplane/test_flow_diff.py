@@ -3,6 +3,7 @@ ours, a second diff is empty, rules of others are never in a change set; and the
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
@@ -85,14 +86,18 @@ def test_one_apply_leaves_exactly_the_wanted_rules(wanted: frozenset[EgressFlow]
     assert all(is_ours(f.cookie) for f in (*changes.delete, *changes.add))
     ovs.apply(changes)
     assert ovs.foreign() == foreign
-    expected = {rule for flow in wanted if (flow.bridge, flow.patch_port) in ovs.ofports
+    # A VLAN network needs its bridge to itself (the kernel's frames are tagged for it).
+    shared = Counter(flow.bridge for flow in wanted)
+    refused = {f for f in wanted if f.vlan is not None and shared[f.bridge] > 1}
+    expected = {rule for flow in wanted - refused if (flow.bridge, flow.patch_port) in ovs.ofports
                 for rule in render(flow, ovs.ofports[(flow.bridge, flow.patch_port)],
                                    ovs.macs[flow.bridge])}
     assert ovs.read().flows == expected
     assert diff(wanted, ovs.read()).operations == 0
-    unresolved = {f for f in wanted if (f.bridge, f.patch_port) not in ovs.ofports}
+    unresolved = {f for f in wanted - refused if (f.bridge, f.patch_port) not in ovs.ofports}
     assert len(changes.waiting) == len(unresolved)
-    assert changes.blocked == ()
+    assert len(changes.blocked) == len(refused)
+    assert all("needs a bridge of its own" in b.reason for b in changes.blocked)
 
 
 def test_an_unreadable_bridge_is_blocked_and_its_rules_kept() -> None:
@@ -104,12 +109,55 @@ def test_an_unreadable_bridge_is_blocked_and_its_rules_kept() -> None:
     assert [b.reason for b in changes.blocked] == ["ovs-vswitchd: connection refused"]
 
 
-def test_rendered_rules_read_the_way_ovs_ofctl_prints_them() -> None:
-    ip, ipv6 = render(EgressFlow("br-ex", "patch-provnet-physnet1-to-br-int", vlan=100), 7,
+def test_flat_network_rules_by_value() -> None:
+    ip, ipv6 = render(EgressFlow("br-ex", "patch-provnet-public-to-br-int"), 3,
                       "02:00:00:00:0e:01")
+    assert [(r.priority, r.match, r.actions) for r in (ip, ipv6)] == [
+        (1000, "ip,in_port=3,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00",
+         "mod_dl_dst:02:00:00:00:0e:01,NORMAL"),
+        (1000, "ipv6,in_port=3,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00",
+         "mod_dl_dst:02:00:00:00:0e:01,NORMAL"),
+    ]
+
+
+def test_vlan_network_rules_untag_towards_the_kernel_and_tag_towards_ovn() -> None:
+    rules = render(EgressFlow("br-vlan", "patch-provnet-vlan100-to-br-int", vlan=100), 4,
+                   "02:00:00:00:0e:02")
+    assert [(r.bridge, r.priority, r.match, r.actions) for r in rules] == [
+        ("br-vlan", 1000, "ip,in_port=4,dl_vlan=100,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00",
+         "strip_vlan,mod_dl_dst:02:00:00:00:0e:02,NORMAL"),
+        ("br-vlan", 1000, "ipv6,in_port=4,dl_vlan=100,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00",
+         "strip_vlan,mod_dl_dst:02:00:00:00:0e:02,NORMAL"),
+        ("br-vlan", 999, "in_port=4,dl_vlan=100", "strip_vlan,NORMAL"),
+        ("br-vlan", 1000, "in_port=LOCAL", "mod_vlan_vid:100,output:4"),
+    ]
+    assert all(is_ours(r.cookie) for r in rules)
+    assert len({r.cookie for r in rules}) == 4
+    assert [parse_dump_line("br-vlan", " " + r.spec) for r in rules] == list(rules)
+    assert rules[3].spec == (f"cookie={rules[3].cookie:#x}, priority=1000,in_port=LOCAL "
+                             "actions=mod_vlan_vid:100,output:4")
+
+
+def test_a_vlan_network_sharing_its_bridge_is_blocked_the_other_served() -> None:
+    flat = EgressFlow("br-ex", "patch-a")
+    vlan = EgressFlow("br-ex", "patch-b", vlan=100)
+    state = FlowState(readable=frozenset({"br-ex"}), ofports={("br-ex", "patch-a"): 1,
+                                                              ("br-ex", "patch-b"): 2},
+                      macs={"br-ex": "02:00:00:00:0e:01"})
+    changes = diff({flat, vlan}, state)
+    assert set(changes.add) == set(render(flat, 1, "02:00:00:00:0e:01"))
+    assert [(b.what, b.reason) for b in changes.blocked] == [
+        ("egress flow br-ex/patch-b vlan 100",
+         "a VLAN network needs a bridge of its own; br-ex serves 2 networks")]
+
+
+def test_rendered_rules_read_the_way_ovs_ofctl_prints_them() -> None:
+    ip, ipv6, *_ = render(EgressFlow("br-ex", "patch-provnet-physnet1-to-br-int", vlan=100), 7,
+                          "02:00:00:00:0e:01")
     assert ip.spec == (
         f"cookie={ip.cookie:#x}, priority=1000,ip,in_port=7,dl_vlan=100,"
-        "dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 actions=mod_dl_dst:02:00:00:00:0e:01,NORMAL")
+        "dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 "
+        "actions=strip_vlan,mod_dl_dst:02:00:00:00:0e:01,NORMAL")
     assert ipv6.match.startswith("ipv6,in_port=7,dl_vlan=100,")
     assert ip.cookie & 0xFFFFFFFF_00000000 == FLOW_COOKIE
     assert ip.cookie != ipv6.cookie

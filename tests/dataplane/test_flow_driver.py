@@ -28,8 +28,13 @@ def ours(lab: OvsLab, bridge: str = "br-ex") -> list[str]:
 
 def expected(ofport: int, vlan: int | None = None, mac: str = BR_EX_MAC) -> list[str]:
     tag = f",dl_vlan={vlan}" if vlan is not None else ""
-    return sorted(f"priority=1000,{proto},in_port={ofport}{tag},{UNICAST} "
-                  f"actions=mod_dl_dst:{mac},NORMAL" for proto in ("ip", "ipv6"))
+    strip = "strip_vlan," if vlan is not None else ""
+    rules = [f"priority=1000,{proto},in_port={ofport}{tag},{UNICAST} "
+             f"actions={strip}mod_dl_dst:{mac},NORMAL" for proto in ("ip", "ipv6")]
+    if vlan is not None:
+        rules += [f"priority=999,in_port={ofport}{tag} actions=strip_vlan,NORMAL",
+                  f"priority=1000,in_port=LOCAL actions=mod_vlan_vid:{vlan},output:{ofport}"]
+    return sorted(rules)
 
 
 def ofport(lab: OvsLab, port: str) -> int:

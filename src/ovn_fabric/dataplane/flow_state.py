@@ -1,9 +1,27 @@
 """OpenFlow rules the agent owns on provider bridges, and the pure diff. No I/O here.
 
-Per EgressFlow (bridge, patch port, optional VLAN) two rules, one per IP version:
+Per EgressFlow (bridge, patch port) of a flat network two rules, one per IP version:
 
-    cookie=<ours>, priority=1000,ip,in_port=<ofport>[,dl_vlan=<vid>],
+    cookie=<ours>, priority=1000,ip,in_port=<ofport>,
         dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 actions=mod_dl_dst:<bridge MAC>,NORMAL
+
+A VLAN network (the localnet `tag`) reaches its bridge tagged, and OVN's localnet port expects
+tagged frames back. The bridge is a VLAN trunk seen from OVN and untagged seen from the kernel,
+so its rules translate in both directions, and the kernel side (gateways, routes, neighbours,
+proxy ARP/NDP, FRR's redistribution) stays exactly as for a flat network, on the bridge itself:
+
+    priority=1000,ip[v6],in_port=<ofport>,dl_vlan=<vid>,dl_dst=<unicast>
+        actions=strip_vlan,mod_dl_dst:<bridge MAC>,NORMAL      (egress, routed)
+    priority=999,in_port=<ofport>,dl_vlan=<vid> actions=strip_vlan,NORMAL
+                                                 (ARP, ND, broadcast: to the kernel untagged)
+    priority=1000,in_port=LOCAL actions=mod_vlan_vid:<vid>,output:<ofport>
+                                                 (ingress: the kernel's frames tagged to OVN)
+
+A VLAN subinterface (<bridge>.<vid>) would do the same in the kernel, but every layer (config,
+gateways, routes, FRR's interface match) names the bridge; a subinterface would add a second
+device name to each. The cost of the rules: a bridge serving a VLAN network serves that network
+only (the kernel's frames cannot tell which segment they are for); a VLAN network that shares its
+bridge with another network is blocked, and said so.
 
 Ownership: the high 32 bits of the cookie are FLOW_COOKIE; the low 32 bits are a CRC of the
 rule's text, so a rule whose port number or MAC changed has another cookie and the diff sees it.
@@ -14,6 +32,7 @@ by hand on a rule of ours (same cookie, other actions) is repaired too.
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -110,16 +129,23 @@ def make_flow(bridge: str, priority: int, match: str, actions: str) -> OwnedFlow
     return OwnedFlow(bridge, FLOW_COOKIE | digest, priority, match, actions)
 
 
-def render(flow: EgressFlow, ofport: int, mac: str) -> tuple[OwnedFlow, OwnedFlow]:
-    """The two rules (IPv4, IPv6) of one EgressFlow."""
+def render(flow: EgressFlow, ofport: int, mac: str) -> tuple[OwnedFlow, ...]:
+    """The rules of one EgressFlow: IPv4 and IPv6 egress, then for a VLAN network the untagging
+    of everything else from OVN and the tagging of the kernel's frames towards OVN."""
     vlan = [f"dl_vlan={flow.vlan}"] if flow.vlan is not None else []
-    actions = f"mod_dl_dst:{mac},NORMAL"
+    strip = "strip_vlan," if flow.vlan is not None else ""
     rules = [
         make_flow(flow.bridge, EGRESS_FLOW_PRIORITY,
-                  canonical_match([proto, f"in_port={ofport}", *vlan, UNICAST_DST]), actions)
+                  canonical_match([proto, f"in_port={ofport}", *vlan, UNICAST_DST]),
+                  f"{strip}mod_dl_dst:{mac},NORMAL")
         for proto in ("ip", "ipv6")
     ]
-    return rules[0], rules[1]
+    if flow.vlan is not None:
+        rules.append(make_flow(flow.bridge, EGRESS_FLOW_PRIORITY - 1,
+                               canonical_match([f"in_port={ofport}", *vlan]), "strip_vlan,NORMAL"))
+        rules.append(make_flow(flow.bridge, EGRESS_FLOW_PRIORITY, "in_port=LOCAL",
+                               f"mod_vlan_vid:{flow.vlan},output:{ofport}"))
+    return tuple(rules)
 
 
 def parse_dump_line(bridge: str, line: str) -> OwnedFlow | None:
@@ -145,12 +171,17 @@ def parse_dump_line(bridge: str, line: str) -> OwnedFlow | None:
 def _wanted(desired: Iterable[EgressFlow], actual: FlowState,
             blocked: list[Blocked], waiting: list[Blocked]) -> set[OwnedFlow]:
     wanted: set[OwnedFlow] = set()
-    for flow in sorted(desired, key=lambda f: (f.bridge, f.patch_port, f.vlan or 0)):
+    desired = sorted(set(desired), key=lambda f: (f.bridge, f.patch_port, f.vlan or 0))
+    per_bridge = Counter(flow.bridge for flow in desired)
+    for flow in desired:
         what = f"egress flow {flow.bridge}/{flow.patch_port}" + (
             f" vlan {flow.vlan}" if flow.vlan is not None else "")
         ofport = actual.ofports.get((flow.bridge, flow.patch_port))
         mac = actual.macs.get(flow.bridge)
-        if flow.bridge not in actual.readable:
+        if flow.vlan is not None and per_bridge[flow.bridge] > 1:
+            reason = (f"a VLAN network needs a bridge of its own; {flow.bridge} serves "
+                      f"{per_bridge[flow.bridge]} networks")
+        elif flow.bridge not in actual.readable:
             reason = actual.unreadable.get(flow.bridge, f"bridge {flow.bridge} was not read")
         elif ofport is None:
             waiting.append(Blocked(what, f"port {flow.patch_port!r} is not on bridge "
