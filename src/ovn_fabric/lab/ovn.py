@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import signal
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -337,8 +339,33 @@ def start_chassis(
         wait_until(functools.partial(_link_exists, netns, bridge),
                    timeout=DAEMON_TIMEOUT, what=f"the tap of {bridge} on {device}")
         run(["ip", "-n", netns, "link", "set", "dev", bridge, "up"])
+    start_controller(paths, device)
+
+
+def start_controller(paths: LabPaths, device: str) -> None:
+    """Start the chassis' ovn-controller (again, after `kill_controller`)."""
     # ovn-controller 23.03 has no --unixctl: its socket is $OVN_RUNDIR/ovn-controller.<pid>.ctl.
-    _daemon(paths, device, ovn_dir, "ovn-controller", ["ovn-controller", f"unix:{sock}"])
+    _daemon(paths, device, paths.ovn_dir(device), "ovn-controller",
+            ["ovn-controller", f"unix:{ovs_socket(paths, device)}"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill_controller(paths: LabPaths, device: str) -> None:
+    """SIGKILL the chassis' ovn-controller, as a crash would: no cleanup, its flows stay in
+    ovs-vswitchd (which keeps running, BFD on the tunnels included)."""
+    pidfile = paths.ovn_dir(device) / "ovn-controller.pid"
+    pid = int(pidfile.read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not _alive(pid), timeout=DAEMON_TIMEOUT,
+               what=f"ovn-controller {pid} on {device} to exit")
+    pidfile.unlink(missing_ok=True)
 
 
 def restart_vswitchd(paths: LabPaths, device: str) -> None:
