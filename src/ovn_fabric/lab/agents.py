@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ovn_fabric.lab import fabric, ovn
+from ovn_fabric.lab import fabric, ovn, vlan
 from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.procs import alive, netns_pids, terminate
 from ovn_fabric.lab.sh import run, wait_until
@@ -32,7 +32,8 @@ def log_path(lab: Lab, node: str) -> Path:
 
 def render_config(lab: Lab, node: str) -> str:
     """The agent's settings for a lab chassis: its private OVS and FRR sockets, the provider
-    bridge with the segment's gateway addresses (the same on every node)."""
+    bridge with the segment's gateway addresses (the same on every node), and one such bridge
+    per VLAN network made with vlan.py."""
     provider = lab.topology.provider
     gateways = [f"{provider.gateway4}/{provider.cidr4.prefixlen}",
                 f"{provider.gateway6}/{provider.cidr6.prefixlen}"]
@@ -46,6 +47,9 @@ def render_config(lab: Lab, node: str) -> str:
         f"[bridges.{provider.bridge}]",
         f"gateways = {json.dumps(gateways)}",
         "",
+        *(line for network in vlan.list_networks(lab.paths)
+          for line in (f"[bridges.{network.bridge}]",
+                       f"gateways = {json.dumps(network.gateways)}", "")),
         "[reconcile]",
         "debounce_ms = 20",
         "resync_s = 60",

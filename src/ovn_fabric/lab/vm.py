@@ -37,7 +37,7 @@ from ipaddress import (
 )
 from pathlib import Path
 
-from ovn_fabric.lab import neutron, ovn
+from ovn_fabric.lab import neutron, ovn, vlan
 from ovn_fabric.lab.paths import LabPaths
 from ovn_fabric.lab.procs import netns_pids, terminate
 from ovn_fabric.lab.sh import CommandError, output, run, wait_until
@@ -113,13 +113,20 @@ class Segment:
 
 
 def segment(paths: LabPaths, topology: Topology, network: str | None) -> Segment:
-    """The provider network (None or its name) or a tenant network created with neutron.py."""
+    """The provider network (None or its name), a VLAN provider network created with vlan.py
+    or a tenant network created with neutron.py."""
     provider = topology.provider
     if network is None or network == provider.name:
         ids = ovn.provider_ids(paths, provider)
         return Segment(None, provider.name, ids.switch, provider.cidr4, provider.gateway4,
                        provider.cidr6, provider.gateway6, ids.subnet4_id, ids.subnet6_id,
                        None, overlay=False)
+    vlan_network = vlan.load_network(paths, network)
+    if vlan_network is not None:
+        ids = ovn.provider_ids(paths, vlan_network.provider())
+        return Segment(vlan_network.name, vlan_network.name, ids.switch, vlan_network.cidr4,
+                       vlan_network.gateway4, vlan_network.cidr6, vlan_network.gateway6,
+                       ids.subnet4_id, ids.subnet6_id, None, overlay=False)
     try:
         tenant = neutron.load_network(paths, network)
     except neutron.NeutronError as exc:
