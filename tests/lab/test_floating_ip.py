@@ -24,7 +24,7 @@ import pytest
 
 from ovn_fabric.lab import external, neutron, ovn, probe
 from ovn_fabric.lab import vm as vmmod
-from ovn_fabric.lab.lab import Lab, find_link, kernel_routes
+from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.vm import Vm
 
@@ -33,8 +33,6 @@ from .conftest import built_lab
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofk"
-SPINES = ("spine1", "spine2")
-RACK_LEAVES = {"compute1": ("leaf1a", "leaf1b"), "compute2": ("leaf2a", "leaf2b")}
 NET1 = ("net1", "10.0.1.0/24", "fd00:10:1::/64")
 ROUTER = "r1"
 CONVERGE_S = 10.0
@@ -64,15 +62,8 @@ def world(lab: Lab) -> World:
     client = external.add_client(lab, "ext")
     # The external prefix reaches the nodes that NAT: compute1 and the gateway compute2.
     for node in SERVED_BY.values():
-        _wait_route(lab, node, str(client.cidr))
+        probe.wait_learnt(lab, node, str(client.cidr), CONVERGE_S)
     return World(vm, client)
-
-
-def _wait_route(lab: Lab, node: str, prefix: str) -> None:
-    def learnt() -> bool:
-        return any(r.get("dst") == prefix for r in kernel_routes(lab, node))
-
-    wait_until(learnt, timeout=CONVERGE_S, what=f"{prefix} learnt by {node}")
 
 
 @dataclass(frozen=True)
@@ -86,21 +77,8 @@ class Fip:
         return str(self.fip.external_ip)
 
 
-def _spine_ifnames(lab: Lab, spine: str, leaves: tuple[str, ...]) -> set[str]:
-    names = set()
-    for leaf in leaves:
-        link = find_link(lab, spine, leaf)
-        names.add(link.a.ifname if link.a.device == spine else link.b.ifname)
-    return names
-
-
-def _at_spines_via(lab: Lab, address: str, node: str) -> bool:
-    return all(probe.route_devs(lab, spine, address)
-               == _spine_ifnames(lab, spine, RACK_LEAVES[node]) for spine in SPINES)
-
-
 def _absent_at_spines(lab: Lab, address: str) -> bool:
-    return all(probe.route_devs(lab, spine, address) == set() for spine in SPINES)
+    return all(probe.route_devs(lab, spine, address) == set() for spine in probe.spines(lab))
 
 
 @pytest.fixture(scope="module", params=["distributed", "centralized"])
@@ -110,7 +88,7 @@ def fip(request: pytest.FixtureRequest, lab: Lab, world: World) -> Iterator[Fip]
     start = time.monotonic()
     made = external.add_floating_ip(lab, ROUTER, world.vm)
     address = str(made.external_ip)
-    wait_until(lambda: _at_spines_via(lab, address, SERVED_BY[mode]), timeout=CONVERGE_S,
+    wait_until(lambda: probe.at_spines_via(lab, address, SERVED_BY[mode]), timeout=CONVERGE_S,
                what=f"{address}/32 at both spines via the leaves of {SERVED_BY[mode]}")
     advertised = time.monotonic() - start
     print(f"\n{mode}: FIP {address} at both spines {advertised:.2f} s after the NAT row")
@@ -139,7 +117,7 @@ def test_nat_row_is_written_as_neutron_writes_it(lab: Lab, world: World, fip: Fi
 
 
 def test_fip_is_at_both_spines_via_the_serving_rack(lab: Lab, fip: Fip) -> None:
-    assert _at_spines_via(lab, fip.address, SERVED_BY[fip.mode])
+    assert probe.at_spines_via(lab, fip.address, SERVED_BY[fip.mode])
     # Only the serving node advertises it: the other racks' leaves learnt it from the spines.
     other = next(n for n in SERVED_BY.values() if n != SERVED_BY[fip.mode])
     route = wait_until(lambda: probe.route_devs(lab, other, fip.address), timeout=CONVERGE_S,

@@ -26,7 +26,7 @@ import pytest
 
 from ovn_fabric.lab import external, neutron, ovn, probe
 from ovn_fabric.lab import vm as vmmod
-from ovn_fabric.lab.lab import Lab, cut_link, find_link, kernel_routes, restore_link
+from ovn_fabric.lab.lab import Lab, cut_link, find_link, restore_link
 from ovn_fabric.lab.neutron import Router
 from ovn_fabric.lab.sh import run, wait_until
 
@@ -35,8 +35,6 @@ from .conftest import built_lab
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofh"
-SPINES = ("spine1", "spine2")
-RACK_LEAVES = {"compute2": ("leaf2a", "leaf2b"), "compute3": ("leaf3a", "leaf3b")}
 NET1 = ("net1", "10.0.1.0/24", "fd00:10:1::/64")
 ROUTER = "r1"
 ACTIVE, STANDBY = "compute2", "compute3"
@@ -62,28 +60,8 @@ class World:
         return str(self.router.gw_ip4.ip), str(self.fip.external_ip)
 
 
-def _wait_route(lab: Lab, node: str, prefix: str) -> None:
-    def learnt() -> bool:
-        return any(r.get("dst") == prefix for r in kernel_routes(lab, node))
-
-    wait_until(learnt, timeout=CONVERGE_S, what=f"{prefix} learnt by {node}")
-
-
-def _spine_ifnames(lab: Lab, spine: str, leaves: tuple[str, ...]) -> set[str]:
-    names = set()
-    for leaf in leaves:
-        link = find_link(lab, spine, leaf)
-        names.add(link.a.ifname if link.a.device == spine else link.b.ifname)
-    return names
-
-
-def _at_spines_via(lab: Lab, address: str, node: str) -> bool:
-    return all(probe.route_devs(lab, spine, address)
-               == _spine_ifnames(lab, spine, RACK_LEAVES[node]) for spine in SPINES)
-
-
 def _all_at_spines_via(lab: Lab, world: World, node: str) -> bool:
-    return all(_at_spines_via(lab, address, node) for address in world.addresses)
+    return all(probe.at_spines_via(lab, address, node) for address in world.addresses)
 
 
 def _gateway_chassis(lab: Lab, router: Router) -> str:
@@ -131,7 +109,7 @@ def world(lab: Lab) -> World:
     vm = vmmod.add_vm(lab.paths, lab.topology, name="a1", node="compute1", network=name)
     client = external.add_client(lab, "ext")
     for node in ("compute1", ACTIVE, STANDBY):
-        _wait_route(lab, node, str(client.cidr))
+        probe.wait_learnt(lab, node, str(client.cidr), CONVERGE_S)
     external.set_fip_distributed(lab, False)
     fip = external.add_floating_ip(lab, ROUTER, vm)
     made = World(router, client, fip)
@@ -169,7 +147,7 @@ def test_gateway_and_fip_are_advertised_from_the_active_chassis_only(
         lab: Lab, world: World) -> None:
     assert _gateway_chassis(lab, world.router) == ACTIVE
     for address in world.addresses:
-        assert _at_spines_via(lab, address, ACTIVE), address
+        assert probe.at_spines_via(lab, address, ACTIVE), address
         # compute3 (standby) learnt them from its leaves; it does not originate them.
         route = wait_until(functools.partial(probe.route_devs, lab, STANDBY, address),
                            timeout=CONVERGE_S, what=f"{address}/32 learnt by {STANDBY}")
@@ -197,7 +175,7 @@ def _fail_over(lab: Lab, world: World, kind: str, fail: Callable[[], None]) -> p
 def test_links_cut_moves_gateway_and_routes_to_the_standby(
         lab: Lab, served_by_active: World) -> None:
     world = served_by_active
-    links = [find_link(lab, ACTIVE, leaf) for leaf in RACK_LEAVES[ACTIVE]]
+    links = [find_link(lab, ACTIVE, leaf) for leaf in probe.leaves_of(lab, ACTIVE)]
 
     def cut() -> None:
         for link in links:

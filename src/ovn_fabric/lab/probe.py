@@ -11,8 +11,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ovn_fabric.lab.lab import Lab, route_to
+from ovn_fabric.lab.lab import Lab, kernel_routes, route_to
 from ovn_fabric.lab.sh import run, wait_until
+from ovn_fabric.lab.topology import Role
 
 
 def pings(lab: Lab, device: str, address: str) -> bool:
@@ -128,3 +129,28 @@ def tcp_transfer(src_netns: str, dst_netns: str, address: str, size: int = 1_000
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def spines(lab: Lab) -> tuple[str, ...]:
+    return tuple(d.name for d in lab.topology.devices if Role.SPINE in d.roles)
+
+
+def leaves_of(lab: Lab, node: str) -> tuple[str, ...]:
+    """The switches a server is homed to (its rack's leaves), from the topology."""
+    return tuple(i.peer.name for i in lab.topology.interfaces(node))
+
+
+def at_spines_via(lab: Lab, address: str, node: str) -> bool:
+    """Whether every spine routes `address` over exactly `node`'s leaves (all of them, ECMP)."""
+    leaves = set(leaves_of(lab, node))
+    return all(
+        route_devs(lab, spine, address)
+        == {i.ifname for i in lab.topology.interfaces(spine) if i.peer.name in leaves}
+        for spine in spines(lab))
+
+
+def wait_learnt(lab: Lab, node: str, prefix: str, timeout: float) -> None:
+    """Wait until `node`'s kernel has a route to exactly `prefix` (e.g. learnt by BGP)."""
+    family = 6 if ":" in prefix else 4
+    wait_until(lambda: any(r.get("dst") == prefix for r in kernel_routes(lab, node, family)),
+               timeout=timeout, what=f"{prefix} learnt by {node}")
