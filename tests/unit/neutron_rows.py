@@ -16,6 +16,18 @@ PROJECT = "a3c5e0f2b1d44f6e8c9a0b1c2d3e4f50"
 SECURITY_GROUP = "0b6a4d4e-6c1f-4f5a-9a1e-3c2b1a0f9e8d"
 
 
+# Networks shared by the planner tests: Neutron network id, its segment id (provider
+# networks), and the SB Datapath_Binding UUID.
+PUBLIC_NET, PUBLIC_SEG, PUBLIC_DP = (
+    "3b0e6a1c-7f2d-4e8a-9b5c-1d2e3f4a5b60", "e1f2a3b4-c5d6-4e7f-8091-a2b3c4d5e6f7",
+    "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e01")
+FAR_NET, FAR_SEG, FAR_DP = (
+    "6e3b9d4f-0c5a-4b1d-8e8f-4a5b6c7d8e90", "b4c5d6e7-f809-41a2-b3c4-d5e6f708192a",
+    "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e04")
+PRIVATE_NET, PRIVATE_DP = (
+    "7f4cae50-1d6b-4c2e-9f90-5b6c7d8e9fa0", "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e05")
+
+
 def chassis_row(name: str, hostname: str) -> Row:
     return {
         "name": name,
@@ -306,3 +318,8 @@ def port_forwarding_lb_row(uuid: str, fip_id: str, vips: dict[str, str], router_
             "external_ids": {"neutron:device_owner": "port_forwarding_plugin",
                              "neutron:fip_id": fip_id,
                              "neutron:router_name": router_ref(router_id, neutron)}}
+
+
+def two_chassis() -> list[Row]:
+    """The Chassis rows of compute-0 (this node) and compute-1."""
+    return [chassis_row(CHASSIS_0, "compute-0"), chassis_row(CHASSIS_1, "compute-1")]

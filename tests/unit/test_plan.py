@@ -24,28 +24,28 @@ from ovn_fabric.plan import plan
 from .neutron_rows import (
     CHASSIS_0,
     CHASSIS_1,
+    FAR_DP,
+    FAR_NET,
+    FAR_SEG,
+    PRIVATE_DP,
+    PRIVATE_NET,
+    PUBLIC_DP,
+    PUBLIC_NET,
+    PUBLIC_SEG,
     Row,
-    chassis_row,
     datapath_row,
     localnet_row,
+    two_chassis,
     vm_port_row,
 )
 
 # Networks: Neutron network id, its segment id, and the SB Datapath_Binding UUID.
-PUBLIC_NET, PUBLIC_SEG, PUBLIC_DP = (
-    "3b0e6a1c-7f2d-4e8a-9b5c-1d2e3f4a5b60", "e1f2a3b4-c5d6-4e7f-8091-a2b3c4d5e6f7",
-    "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e01")
 VLAN_NET, VLAN_SEG, VLAN_DP = (
     "4c1f7b2d-8a3e-4f9b-8c6d-2e3f4a5b6c70", "f2a3b4c5-d6e7-4f80-91a2-b3c4d5e6f708",
     "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e02")
 STORAGE_NET, STORAGE_SEG, STORAGE_DP = (
     "5d2a8c3e-9b4f-4a0c-9d7e-3f4a5b6c7d80", "a3b4c5d6-e7f8-4091-a2b3-c4d5e6f70819",
     "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e03")
-FAR_NET, FAR_SEG, FAR_DP = (
-    "6e3b9d4f-0c5a-4b1d-8e8f-4a5b6c7d8e90", "b4c5d6e7-f809-41a2-b3c4-d5e6f708192a",
-    "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e04")
-PRIVATE_NET, PRIVATE_DP = (
-    "7f4cae50-1d6b-4c2e-9f90-5b6c7d8e9fa0", "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e05")
 
 VM1 = "11111111-aaaa-4bbb-8ccc-000000000001"
 VM2 = "11111111-aaaa-4bbb-8ccc-000000000002"
@@ -63,7 +63,7 @@ gateways = ["10.100.0.1/24"]
 """
 SETTINGS = config.parse(SETTINGS_TOML)
 
-CHASSIS = [chassis_row(CHASSIS_0, "compute-0"), chassis_row(CHASSIS_1, "compute-1")]
+CHASSIS = two_chassis()
 DATAPATHS = [
     datapath_row(PUBLIC_DP, PUBLIC_NET, "public", 1),
     datapath_row(VLAN_DP, VLAN_NET, "provider-vlan100", 2),

@@ -26,9 +26,16 @@ from ovn_fabric.plan import plan
 from .neutron_rows import (
     CHASSIS_0,
     CHASSIS_1,
+    FAR_DP,
+    FAR_NET,
+    FAR_SEG,
     NEUTRON_RELEASES,
+    PRIVATE_DP,
+    PRIVATE_NET,
+    PUBLIC_DP,
+    PUBLIC_NET,
+    PUBLIC_SEG,
     Row,
-    chassis_row,
     datapath_row,
     gateway_lsp_row,
     interface_lsp_row,
@@ -40,19 +47,12 @@ from .neutron_rows import (
     redirect_row,
     router_datapath_row,
     router_port_row,
+    two_chassis,
     virtual_port_row,
     vm_port_row,
 )
 
 # Networks: Neutron network id, its segment id (provider networks), the SB datapath UUID.
-PUBLIC_NET, PUBLIC_SEG, PUBLIC_DP = (
-    "3b0e6a1c-7f2d-4e8a-9b5c-1d2e3f4a5b60", "e1f2a3b4-c5d6-4e7f-8091-a2b3c4d5e6f7",
-    "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e01")
-FAR_NET, FAR_SEG, FAR_DP = (
-    "6e3b9d4f-0c5a-4b1d-8e8f-4a5b6c7d8e90", "b4c5d6e7-f809-41a2-b3c4-d5e6f708192a",
-    "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e04")
-PRIVATE_NET, PRIVATE_DP = (
-    "7f4cae50-1d6b-4c2e-9f90-5b6c7d8e9fa0", "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e05")
 OTHER_NET, OTHER_DP = (
     "80a5bf61-2e7c-4d3f-8a01-6c7d8e9fa0b1", "8d2e1c3b-4a5f-4e6d-9c7b-0a1b2c3d4e06")
 # Routers: Neutron router id and its SB datapath; gateway and interface port ids.
@@ -98,7 +98,7 @@ enabled = true
 address_scopes = ["{SCOPE4}", "{SCOPE6}"]
 """)
 
-CHASSIS = [chassis_row(CHASSIS_0, "compute-0"), chassis_row(CHASSIS_1, "compute-1")]
+CHASSIS = two_chassis()
 DATAPATHS = [
     datapath_row(PUBLIC_DP, PUBLIC_NET, "public", 1),
     datapath_row(FAR_DP, FAR_NET, "far", 4),
