@@ -282,7 +282,33 @@ def served_networks(view: OvnView, settings: Settings, draft: Draft) -> tuple[Se
         networks.append(ServedNetwork(datapath=datapath, name=name,
                                       localnet=localnet.logical_port, bridge=bridge,
                                       vlan=localnet.tag))
-    return tuple(networks)
+    return _without_shared_vlan_bridges(networks, draft)
+
+
+def _without_shared_vlan_bridges(networks: list[ServedNetwork],
+                                 draft: Draft) -> tuple[ServedNetwork, ...]:
+    """Refuse every VLAN network whose bridge also carries another network.
+
+    A VLAN network's bridge is untagged towards the kernel: the agent strips the tag from OVN's
+    frames and tags everything the kernel sends into the bridge (dataplane/flow_state.py). That
+    is only right when the bridge carries that one network; with two, the kernel's frames would
+    be tagged for the wrong one. Flat networks may share a bridge (their frames are untagged on
+    both sides). Refusing here, rather than only in the flow driver, keeps the routes and the
+    advertisements of a network that could not carry their traffic out of the fabric."""
+    per_bridge: dict[str, list[ServedNetwork]] = defaultdict(list)
+    for network in networks:
+        per_bridge[network.bridge].append(network)
+    kept = []
+    for network in networks:
+        sharing = per_bridge[network.bridge]
+        if network.vlan is None or len(sharing) == 1:
+            kept.append(network)
+            continue
+        others = ", ".join(sorted(n.name for n in sharing if n is not network))
+        draft.refuse(network.name, network.localnet,
+                     f"VLAN {network.vlan} on bridge {network.bridge}, which also carries "
+                     f"{others}; a VLAN network needs a bridge of its own: serving it nowhere")
+    return tuple(kept)
 
 
 def add_network_plumbing(context: Context, draft: Draft) -> None:

@@ -189,6 +189,37 @@ def test_a_network_with_two_localnet_ports_mapped_here_is_refused() -> None:
     )
 
 
+def test_a_vlan_network_sharing_its_bridge_with_a_flat_one_is_refused() -> None:
+    """vlannet is mapped to br-ex too: the VLAN network cannot have the bridge to itself, so it
+    gets no route, no advertisement and no flow; the flat network keeps working."""
+    vlan_vm = vm_port_row(VM2, VLAN_DP, VLAN_NET, ["fa:16:3e:00:10:02 10.100.0.20"],
+                          chassis=CHASSIS_0, name="vlan-port")
+    public = public_vm(["fa:16:3e:a1:b2:c3 172.24.4.10"])
+
+    desired = plan(view_of(public, vlan_vm, mappings="datacentre:br-ex,vlannet:br-ex"), SETTINGS)
+
+    assert desired.routes == frozenset({route("172.24.4.10/32")})
+    assert [str(e.prefix) for e in desired.exposures] == ["172.24.4.10/32"]
+    assert desired.flows == frozenset({PUBLIC_FLOW})
+    assert desired.refusals == (Refusal(
+        "provider-vlan100", f"provnet-{VLAN_SEG}",
+        "VLAN 100 on bridge br-ex, which also carries public; a VLAN network needs a bridge "
+        "of its own: serving it nowhere"),)
+
+
+def test_two_vlan_networks_on_one_bridge_are_both_refused() -> None:
+    second = localnet_row(STORAGE_SEG, STORAGE_DP, "vlannet2", tag=200)
+    localnets = [LOCALNETS[0], LOCALNETS[1], second]
+    mappings = "datacentre:br-ex,vlannet:br-vlan,vlannet2:br-vlan"
+
+    desired = plan(view_of(localnets=localnets, mappings=mappings), SETTINGS)
+
+    assert desired.flows == frozenset({PUBLIC_FLOW})
+    assert [(r.what, r.why.split(";")[0]) for r in desired.refusals] == [
+        ("provider-vlan100", "VLAN 100 on bridge br-vlan, which also carries storage"),
+        ("storage", "VLAN 200 on bridge br-vlan, which also carries provider-vlan100")]
+
+
 # --- which ports are served --------------------------------------------------------------------
 
 

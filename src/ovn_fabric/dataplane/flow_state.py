@@ -20,8 +20,9 @@ proxy ARP/NDP, FRR's redistribution) stays exactly as for a flat network, on the
 A VLAN subinterface (<bridge>.<vid>) would do the same in the kernel, but every layer (config,
 gateways, routes, FRR's interface match) names the bridge; a subinterface would add a second
 device name to each. The cost of the rules: a bridge serving a VLAN network serves that network
-only (the kernel's frames cannot tell which segment they are for); a VLAN network that shares its
-bridge with another network is blocked, and said so.
+only (the kernel's frames cannot tell which segment they are for). The planner refuses a VLAN
+network that shares its bridge; should such a flow reach this module anyway, it is blocked, and
+said so.
 
 Ownership: the high 32 bits of the cookie are FLOW_COOKIE; the low 32 bits are a CRC of the
 rule's text, so a rule whose port number or MAC changed has another cookie and the diff sees it.
