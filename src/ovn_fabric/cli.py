@@ -8,8 +8,8 @@
     ovn-fabric lab vm add NAME --node NODE [--network NET] [--ip4 A] [--ip6 A] | vm del NAME
                                                                                      | vm list
     ovn-fabric lab network add NAME --cidr4 P --cidr6 P | network del NAME | network list
-    ovn-fabric lab router add NAME [--gateway-chassis A,B] | router attach ROUTER NETWORK
-                                                            | router del NAME | router list
+    ovn-fabric lab router add NAME [--gateway-chassis A,B] [--scheduling S]
+                                 | router attach ROUTER NETWORK | router del NAME | router list
     ovn-fabric lab link cut A B [--silent] [--index N] | link restore A B [--index N]
     ovn-fabric lab vip move NODE
     ovn-fabric agent --config FILE
@@ -112,6 +112,10 @@ def _neutron_parsers(lab_sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--gateway-chassis",
                    help="comma-separated chassis, highest priority first (default: every "
                         "chassis with the gateway role)")
+    p.add_argument("--scheduling", choices=["gateway_chassis", "ha_chassis_group"],
+                   default="gateway_chassis",
+                   help="how the gateway port is scheduled: Gateway_Chassis rows as Neutron "
+                        "<= 28 writes them (default) or an HA_Chassis_Group as Neutron >= 29")
     p = with_prefix(router_sub.add_parser("attach", help="a router interface on a network"))
     p.add_argument("router")
     p.add_argument("network")
@@ -246,7 +250,8 @@ def _run_router(args: argparse.Namespace) -> int:
         chassis = (tuple(c for c in args.gateway_chassis.split(",") if c)
                    if args.gateway_chassis else None)
         print(_router_line(neutron.add_router(running.paths, running.topology, args.name,
-                                              gateway_chassis=chassis)))
+                                              gateway_chassis=chassis,
+                                              scheduling=args.scheduling)))
     elif args.router_command == "attach":
         print(_router_line(neutron.attach(running.paths, running.topology, args.router,
                                           args.network)))

@@ -4,11 +4,12 @@
 Router r1 has its gateway scheduled on compute2 (Gateway_Chassis priority 2, active) and compute3
 (priority 1, standby); a tenant VM a1 on compute1 has a centralized floating IP (OVN NATs it on
 the active gateway), and a client behind spine1 pings the FIP. Before any failure the gateway
-address /32 and the FIP /32 are at both spines via the leaves of rack 2 only. Then compute2 fails
-in two ways, and is restored after each (OVN moves the gateway back: the higher priority
-preempts):
+addresses (/32 and /128) and the FIP /32 are at both spines via the leaves of rack 2 only. Then
+compute2 fails in two ways, and is restored after each (OVN moves the gateway back: the higher
+priority preempts):
 - its fabric links are cut (carrier down): compute3's BFD on the Geneve tunnel to compute2 goes
-  down, compute3 claims the `cr-lrp`, the /32s move to rack 3's leaves, the ping resumes;
+  down, compute3 claims the `cr-lrp`, the host routes move to rack 3's leaves, the ping
+  resumes;
 - its ovn-controller is SIGKILLed: OVN 23.03 detects a dead gateway only by BFD on the tunnels
   (`ovn-controller` enables it on the tunnels between gateway chassis), and that BFD runs in
   ovs-vswitchd, which keeps running. So OVN never fails over: xfail(strict) with the evidence.
@@ -55,9 +56,10 @@ class World:
     fip: external.FloatingIp
 
     @property
-    def addresses(self) -> tuple[str, str]:
-        """The gateway address and the FIP: the /32s that must follow the active gateway."""
-        return str(self.router.gw_ip4.ip), str(self.fip.external_ip)
+    def addresses(self) -> tuple[str, str, str]:
+        """The gateway's IPv4 and IPv6 addresses and the FIP: the /32s and the /128 that must
+        follow the active gateway."""
+        return str(self.router.gw_ip4.ip), str(self.router.gw_ip6.ip), str(self.fip.external_ip)
 
 
 def _all_at_spines_via(lab: Lab, world: World, node: str) -> bool:
@@ -152,7 +154,7 @@ def test_gateway_and_fip_are_advertised_from_the_active_chassis_only(
         assert probe.at_spines_via(lab, address, ACTIVE), address
         # compute3 (standby) learnt them from its leaves; it does not originate them.
         route = wait_until(functools.partial(probe.route_devs, lab, STANDBY, address),
-                           timeout=CONVERGE_S, what=f"{address}/32 learnt by {STANDBY}")
+                           timeout=CONVERGE_S, what=f"{address} learnt by {STANDBY}")
         assert "br-ex" not in route, route
     assert _pings(world)
 
@@ -172,6 +174,36 @@ def _fail_over(lab: Lab, world: World, kind: str, fail: Callable[[], None]) -> p
     print(f"\n{kind}: cr-lrp on {STANDBY} {claimed[0]:.2f} s after the failure; 10 ms ping to "
           f"the FIP: longest gap {outage.longest_gap_ms:.0f} ms, {outage.lost} lost")
     return outage
+
+
+def test_neutron_29_ha_chassis_group_is_followed_like_gateway_chassis(
+        lab: Lab, world: World) -> None:
+    """Neutron >= 29 schedules a gateway with an HA_Chassis_Group instead of Gateway_Chassis
+    rows. The agent only reads who holds the cr-lrp in the SB, so both must look the same to
+    it. r2 prefers compute3: its gateway addresses come from rack 3 while r1's stay on rack 2,
+    and deleting r2 withdraws them."""
+    central = lab.topology.controller.name
+    router = neutron.add_router(lab.paths, lab.topology, "r2", gateway_chassis=(STANDBY, ACTIVE),
+                                scheduling="ha_chassis_group")
+    addresses = (str(router.gw_ip4.ip), str(router.gw_ip6.ip))
+    try:
+        assert ovn.nbctl(lab.paths, central, "--bare", "--columns=gateway_chassis", "list",
+                         "Logical_Router_Port", router.gw_lrp).strip() == ""
+        group = ovn.nbctl(lab.paths, central, "--bare", "--columns=name", "list",
+                          "HA_Chassis_Group").split()
+        assert router.ha_chassis_group in group, group
+        wait_until(lambda: _gateway_chassis(lab, router) == STANDBY, timeout=FAILOVER_S,
+                   what=f"{router.redirect_port} bound to {STANDBY}")
+        wait_until(lambda: all(probe.at_spines_via(lab, a, STANDBY) for a in addresses),
+                   timeout=CONVERGE_S, what=f"{addresses} at both spines via {STANDBY}'s leaves")
+        assert _all_at_spines_via(lab, world, ACTIVE)      # r1 did not move
+    finally:
+        neutron.del_router(lab.paths, lab.topology, "r2")
+    wait_until(lambda: not any(probe.route_devs(lab, spine, a)
+                               for spine in probe.spines(lab) for a in addresses),
+               timeout=CONVERGE_S, what=f"{addresses} withdrawn from the spines")
+    assert router.ha_chassis_group not in ovn.nbctl(
+        lab.paths, central, "--bare", "--columns=name", "list", "HA_Chassis_Group").split()
 
 
 def test_links_cut_moves_gateway_and_routes_to_the_standby(

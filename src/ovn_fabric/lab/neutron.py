@@ -2,10 +2,12 @@
 them (shared/OVN_DATA.md, sections (c) and (d)); the overlay carries their traffic.
 
 Which Neutron: the rows follow Neutron 27.x-28.x (2025.2-2026.1) with DVR on:
-- the router's gateway port is scheduled with `gateway_chassis` rows (Neutron <= 28; from 29
-  Neutron writes an HA_Chassis_Group instead): one row `lrp-<gw>_<chassis>` per gateway-capable
-  chassis (role `gateway`, `ovn-cms-options=enable-chassis-as-gw`), in topology order, with
-  priorities N..1, so the first is active and the next takes over;
+- the router's gateway port is scheduled on every gateway-capable chassis (role `gateway`,
+  `ovn-cms-options=enable-chassis-as-gw`), in topology order, with priorities N..1, so the first
+  is active and the next takes over. By default as Neutron <= 28 writes it, one
+  `Gateway_Chassis` row `lrp-<gw>_<chassis>` per chassis; with `scheduling="ha_chassis_group"`
+  as Neutron >= 29 does, one `HA_Chassis_Group` `neutron-<router id>` with an `HA_Chassis` per
+  chassis, referenced by the gateway port's `ha_chassis_group`;
 - `neutron:router_name` on router ports holds `neutron-<router id>` (from 27.0.0);
 - the gateway port has `reside-on-redirect-chassis=false` (DVR) and no `redirect-type=bridged`,
   since the tenant networks are Geneve, not flat or VLAN.
@@ -39,7 +41,7 @@ from ipaddress import (
     ip_network,
 )
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ovn_fabric.lab import ovn
 from ovn_fabric.lab.paths import LabPaths
@@ -251,6 +253,10 @@ def del_network(paths: LabPaths, topology: Topology, name: str) -> None:
 # --- routers ----------------------------------------------------------------------------------
 
 
+# How the gateway port is scheduled: Neutron <= 28 (Gateway_Chassis) or >= 29 (HA_Chassis_Group).
+Scheduling = Literal["gateway_chassis", "ha_chassis_group"]
+
+
 @dataclass(frozen=True, slots=True)
 class RouterInterface:
     """A router interface on a tenant network: LRP `lrp-<port id>` and LSP `<port id>`."""
@@ -276,6 +282,12 @@ class Router:
     gw_ip6: IPv6Interface
     gateway_chassis: tuple[str, ...]      # system-ids, highest priority first
     interfaces: tuple[RouterInterface, ...] = field(default=())
+    scheduling: Scheduling = "gateway_chassis"
+
+    @property
+    def ha_chassis_group(self) -> str:
+        """The NB HA_Chassis_Group's name when scheduled the Neutron >= 29 way."""
+        return f"neutron-{self.router_id}"
 
     @property
     def lr(self) -> str:
@@ -308,6 +320,7 @@ class Router:
             gw_ip6=IPv6Interface(data["gw_ip6"]),
             gateway_chassis=tuple(data["gateway_chassis"]),
             interfaces=tuple(RouterInterface(**i) for i in data["interfaces"]),
+            scheduling=data.get("scheduling", "gateway_chassis"),
         )
 
 
@@ -410,10 +423,13 @@ def gateway_lsp_columns(paths: LabPaths, topology: Topology, router: Router) -> 
 
 
 def add_router(paths: LabPaths, topology: Topology, name: str, *,
-               gateway_chassis: tuple[str, ...] | None = None) -> Router:
+               gateway_chassis: tuple[str, ...] | None = None,
+               scheduling: Scheduling = "gateway_chassis") -> Router:
     """Create a distributed router with its gateway port on the provider network, as Neutron
-    does in one transaction: the Logical_Router, the gateway LRP and its Gateway_Chassis rows,
-    the gateway LSP on the provider switch, and default routes via the provider's gateways."""
+    does in one transaction: the Logical_Router, the gateway LRP and its scheduling rows
+    (`scheduling`: Gateway_Chassis rows as Neutron <= 28, or an HA_Chassis_Group as Neutron
+    >= 29), the gateway LSP on the provider switch, and default routes via the provider's
+    gateways."""
     _check_name("router", name)
     record = _record(paths, "routers", name)
     if record.exists():
@@ -427,7 +443,7 @@ def add_router(paths: LabPaths, topology: Topology, name: str, *,
     gw_port_id = ovn.lab_uuid(paths, "router-gateway", name)
     router = Router(name=name, router_id=router_id, gw_port_id=gw_port_id,
                     gw_mac=neutron_mac(paths, "router-gateway", name), gw_ip4=gw4, gw_ip6=gw6,
-                    gateway_chassis=tuple(chassis))
+                    gateway_chassis=tuple(chassis), scheduling=scheduling)
     provider, ids = topology.provider, ovn.provider_ids(paths, topology.provider)
     lr = router.lr
     commands = [
@@ -444,13 +460,7 @@ def add_router(paths: LabPaths, topology: Topology, name: str, *,
         ["lsp-add", ids.switch, gw_port_id],
         ["set", "Logical_Switch_Port", gw_port_id, *gateway_lsp_columns(paths, topology, router)],
     ]
-    for index, system_id in enumerate(chassis):
-        commands += [
-            [f"--id=@gc{index}", "create", "Gateway_Chassis",
-             f"name={router.gw_lrp}_{system_id}", f"chassis_name={system_id}",
-             f"priority={len(chassis) - index}"],
-            ["add", "Logical_Router_Port", router.gw_lrp, "gateway_chassis", f"@gc{index}"],
-        ]
+    commands += _scheduling_commands(router)
     for index, (prefix, nexthop, subnet_id) in enumerate((
             ("0.0.0.0/0", provider.gateway4, ids.subnet4_id),
             ("::/0", provider.gateway6, ids.subnet6_id))):
@@ -465,6 +475,32 @@ def add_router(paths: LabPaths, topology: Topology, name: str, *,
     ovn.nbctl(paths, topology.controller.name, *_transaction(commands))
     record.write_text(router.to_json())
     return router
+
+
+def _scheduling_commands(router: Router) -> list[list[str]]:
+    """The rows that schedule the gateway port on `router.gateway_chassis`, highest priority
+    first, the way the router's Neutron release writes them (shared/OVN_DATA.md (c))."""
+    chassis = router.gateway_chassis
+    commands: list[list[str]] = []
+    if router.scheduling == "gateway_chassis":
+        for index, system_id in enumerate(chassis):
+            commands += [
+                [f"--id=@gc{index}", "create", "Gateway_Chassis",
+                 f"name={router.gw_lrp}_{system_id}", f"chassis_name={system_id}",
+                 f"priority={len(chassis) - index}"],
+                ["add", "Logical_Router_Port", router.gw_lrp, "gateway_chassis", f"@gc{index}"],
+            ]
+        return commands
+    group_ids = {"neutron:availability_zone_hints": "", "neutron:router_id": router.router_id}
+    members = [f"@hc{index}" for index in range(len(chassis))]
+    for index, system_id in enumerate(chassis):
+        commands.append([f"--id={members[index]}", "create", "HA_Chassis",
+                         f"chassis_name={system_id}", f"priority={len(chassis) - index}"])
+    commands.append(["--id=@group", "create", "HA_Chassis_Group",
+                     f"name={router.ha_chassis_group}", f"ha_chassis=[{','.join(members)}]",
+                     f"external_ids={ovn.ovsdb_map(group_ids)}"])
+    commands.append(["set", "Logical_Router_Port", router.gw_lrp, "ha_chassis_group=@group"])
+    return commands
 
 
 def _transaction(commands: list[list[str]]) -> list[str]:
@@ -538,16 +574,23 @@ def attach(paths: LabPaths, topology: Topology, router_name: str, network_name: 
 
 def del_router(paths: LabPaths, topology: Topology, name: str) -> None:
     """Remove a router: its interfaces' switch ports, its gateway port on the provider switch,
-    and the Logical_Router (which takes its LRPs, NAT rows, routes and Gateway_Chassis)."""
+    and the Logical_Router (which takes its LRPs, NAT rows, routes and Gateway_Chassis). An
+    HA_Chassis_Group is a root row of its own: it goes too, as Neutron deletes it."""
     router = load_router(paths, name)
     commands = [["--if-exists", "lsp-del", router.gw_port_id]]
     commands += [["--if-exists", "lsp-del", i.port_id] for i in router.interfaces]
     commands += [["--if-exists", "lr-del", router.lr]]
     ovn.nbctl(paths, topology.controller.name, *_transaction(commands))
+    if router.scheduling == "ha_chassis_group":
+        # In a transaction of its own: within the one above, the gateway port being deleted
+        # still counts as a reference to the group.
+        ovn.nbctl(paths, topology.controller.name, "--if-exists", "destroy", "HA_Chassis_Group",
+                  router.ha_chassis_group)
     _record(paths, "routers", name).unlink()
 
 
 __all__ = ["GENEVE_OVERHEAD", "TENANT_MTU", "NeutronError", "Router", "RouterInterface",
-           "TenantNetwork", "add_network", "add_router", "attach", "default_gateway_chassis",
+           "Scheduling", "TenantNetwork", "add_network", "add_router", "attach",
+           "default_gateway_chassis",
            "del_network", "del_router", "list_networks", "list_routers", "load_network",
            "load_router", "plan_network", "provider_addresses_in_use"]
