@@ -92,13 +92,8 @@ def _wait_served_by(lab: Lab, world: World, node: str) -> None:
 
 def _bfd_states(lab: Lab, device: str) -> dict[str, str]:
     """BFD state of each Geneve tunnel port of the chassis, by remote IP."""
-    text = ovn.vsctl(lab.paths, device, "--bare", "--columns=options,bfd_status",
-                     "find", "Interface", "type=geneve")
-    states: dict[str, str] = {}
-    for block in text.strip().split("\n\n"):
-        fields = dict(kv.split("=", 1) for kv in block.replace(",", " ").split() if "=" in kv)
-        states[fields.get("remote_ip", "?").strip('"')] = fields.get("state", "?")
-    return states
+    tunnels = ovn.tunnel_bfd(lab.paths, device)
+    return {remote: bfd.get("state", "?") for remote, bfd in tunnels.items()}
 
 
 @pytest.fixture(scope="module")

@@ -174,6 +174,29 @@ def vsctl(paths: LabPaths, device: str, *args: str) -> str:
                    f"--timeout={CLIENT_TIMEOUT}", *args])
 
 
+def set_tunnel_bfd(paths: LabPaths, controller: str, interval_ms: int, multiplier: int) -> None:
+    """Timers of the BFD that ovn-controller runs on the Geneve tunnels between chassis, which
+    is how OVN detects a dead gateway chassis. They are NB_Global options: ovn-northd copies
+    them to SB_Global, and every ovn-controller applies them to its tunnel interfaces. Unset,
+    OVS's defaults apply (min_rx 1000 ms, min_tx 100 ms, multiplier 3)."""
+    nbctl(paths, controller, "set", "NB_Global", ".", f"options:bfd-min-rx={interval_ms}",
+          f"options:bfd-min-tx={interval_ms}", f"options:bfd-mult={multiplier}")
+
+
+def tunnel_bfd(paths: LabPaths, device: str) -> dict[str, dict[str, str]]:
+    """The chassis `device`'s Geneve tunnel interfaces by remote IP: their `bfd` settings with
+    `state` (from `bfd_status`) added; empty settings where BFD is off."""
+    text = vsctl(paths, device, "--format=json", "--columns=options,bfd,bfd_status", "find",
+                 "Interface", "type=geneve")
+    tunnels: dict[str, dict[str, str]] = {}
+    for options, bfd, status in json.loads(text)["data"]:
+        settings = dict(bfd[1])
+        if "state" in dict(status[1]):
+            settings["state"] = dict(status[1])["state"]
+        tunnels[dict(options[1]).get("remote_ip", "?")] = settings
+    return tunnels
+
+
 def ofctl(paths: LabPaths, device: str, *args: str) -> str:
     """Run ovs-ofctl against a bridge of the chassis `device` (e.g. `dump-flows br-ex`)."""
     return output(["ovs-ofctl", *args], env=daemon_env(paths, device))
