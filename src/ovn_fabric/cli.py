@@ -7,6 +7,7 @@
     ovn-fabric lab vtysh NODE [-c 'show bgp summary']
     ovn-fabric lab vm add NAME --node NODE [--network NET] [--ip4 A] [--ip6 A] | vm del NAME
                                                                                      | vm list
+    ovn-fabric lab vm migrate NAME --to NODE
     ovn-fabric lab network add NAME --cidr4 P --cidr6 P | network del NAME | network list
     ovn-fabric lab router add NAME [--gateway-chassis A,B] [--scheduling S]
                                  | router attach ROUTER NETWORK | router del NAME | router list
@@ -71,6 +72,9 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = with_prefix(vm_sub.add_parser("del"))
     p.add_argument("name")
     with_prefix(vm_sub.add_parser("list"))
+    p = with_prefix(vm_sub.add_parser("migrate", help="live-migrate, as Nova and Neutron do"))
+    p.add_argument("name")
+    p.add_argument("--to", required=True, help="the destination chassis")
 
     _neutron_parsers(lab_sub, with_prefix)
 
@@ -213,6 +217,12 @@ def _run_vm(args: argparse.Namespace) -> int:
         print(_vm_line(made))
     elif args.vm_command == "del":
         vm.del_vm(running.paths, running.topology, args.name)
+    elif args.vm_command == "migrate":
+        from ovn_fabric.lab.migration import migrate_vm  # noqa: PLC0415
+
+        done = migrate_vm(running.paths, running.topology, args.name, args.to)
+        print(f"{_vm_line(done.vm)}  (from {done.source}: activated on {args.to} "
+              f"{done.activated - done.started:.2f} s, done {done.unplugged - done.started:.2f} s)")
     else:
         for item in vm.list_vms(running.paths):
             print(_vm_line(item))
