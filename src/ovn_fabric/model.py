@@ -28,6 +28,13 @@ FLOW_COOKIE_MASK = 0xFFFFFFFF_00000000
 EGRESS_FLOW_PRIORITY = 1000
 
 
+# The kernel metric of a draining route (HostRoute.draining). FRR's redistribution carries a
+# kernel route's metric as the BGP MED, and the agent's route-map matches this value to set
+# DRAINING_LOCAL_PREFERENCE (below the default 100), so the leaves prefer any other path.
+DRAINING_METRIC = 2470
+DRAINING_LOCAL_PREFERENCE = 50
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class HostRoute:
     """An ingress route towards a provider bridge. It is also what the node advertises:
@@ -37,6 +44,10 @@ class HostRoute:
     dst: IPNetwork            # a /32 or /128 (a subnet only for tenant networks behind a gateway)
     dev: str                  # the provider bridge, e.g. "br-ex"
     via: IPAddress | None = None
+    # Still delivered here, but to be left: the source of a live migration once the destination
+    # is active. The kernel route gets DRAINING_METRIC, which FRR turns into a low BGP local
+    # preference, so the fabric moves to the destination before the source withdraws.
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -179,6 +179,7 @@ class Claim:
     reason: Reason
     port: str
     network: str
+    draining: bool = False        # see HostRoute.draining
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +232,11 @@ class Draft:
         self.refusals.append(Refusal(what=what, port=port, why=why))
 
     def claim(self, ip: IPAddress, token: str, network: ServedNetwork, *, mac: str | None,
-              reason: Reason, port: str) -> None:
+              reason: Reason, port: str, draining: bool = False) -> None:
         """Make one address reachable on the network's bridge, with a neighbour entry."""
         self.claims.append(Claim(prefix=host_network(ip), token=token,
                                  bridge=network.bridge, mac=mac, via=None, reason=reason,
-                                 port=port, network=network.name))
+                                 port=port, network=network.name, draining=draining))
 
 
 Workload = Callable[[Context, Draft], None]
@@ -404,6 +405,17 @@ def is_active_on(binding: PortBinding, chassis: str) -> bool:
     return chassis in binding.options.get("additional-chassis-activated", "").split(",")
 
 
+def is_draining_from(binding: PortBinding, chassis: str) -> bool:
+    """Whether `chassis` is the source of a live migration whose destination is already active:
+    it is the port's main `chassis`, and an additional chassis is active (is_active_on). OVN
+    still delivers here until Neutron rebinds the port, but the VM now runs elsewhere: the
+    source keeps its routes, marked draining, so the fabric moves to the destination before the
+    source withdraws (make-before-break in BGP, not only in OVN)."""
+    return (bool(chassis) and binding.chassis == chassis
+            and any(other != chassis and is_active_on(binding, other)
+                    for other in binding.additional_chassis))
+
+
 # --- rule 3: workloads -------------------------------------------------------------------------
 
 
@@ -413,12 +425,14 @@ def add_provider_ports(context: Context, draft: Draft) -> None:
     Reads Port_Binding `type` "" (a VM port), `datapath` (a served provider network), `chassis`
     (this node), `up` (not false) and `mac`: every address of every entry, with the entry's MAC
     as neighbour. The source of a live migration is such a port until ovn-controller on the
-    destination becomes its main `chassis`: it keeps advertising through the whole overlap."""
+    destination becomes its main `chassis`: it keeps advertising through the whole overlap,
+    draining (is_draining_from) once the destination is active."""
     for network in context.networks:
         for binding in context.bindings_on(network):
             if (binding.type == "" and binding.up is not False and context.local
                     and binding.chassis == context.local):
-                _claim_mac_column(draft, binding, network, Reason.PROVIDER_PORT)
+                _claim_mac_column(draft, binding, network, Reason.PROVIDER_PORT,
+                                  draining=is_draining_from(binding, context.local))
 
 
 def add_migration_targets(context: Context, draft: Draft) -> None:
@@ -473,12 +487,13 @@ def _claim_nat_entry(context: Context, draft: Draft, holder: PortBinding,
     if resident is None or not _serves_nat_here(resident, context.local):
         return
     own = _router_port_addresses(context, holder, resident)
+    draining = is_draining_from(resident, context.local)    # a distributed FIP's VM migrating
     for token, why in nat.rejected:
         draft.refuse(token, nat.resident, why)
     for address in nat.addresses:
         if address.ip not in own:
             draft.claim(address.ip, address.token, network, mac=nat.mac,
-                        reason=Reason.FLOATING_IP, port=nat.resident)
+                        reason=Reason.FLOATING_IP, port=nat.resident, draining=draining)
 
 
 def _router_port_addresses(context: Context, holder: PortBinding,
@@ -752,7 +767,7 @@ def _single_mac(binding: PortBinding) -> str | None:
 
 
 def _claim_mac_column(draft: Draft, binding: PortBinding, network: ServedNetwork,
-                      reason: Reason) -> None:
+                      reason: Reason, *, draining: bool = False) -> None:
     """Every address of a Port_Binding's `mac` column, each with its entry's MAC."""
     for entry in binding.mac:
         parsed = parse_address_entry(entry)
@@ -760,7 +775,7 @@ def _claim_mac_column(draft: Draft, binding: PortBinding, network: ServedNetwork
             draft.refuse(token, binding.logical_port, why)
         for address in parsed.addresses:
             draft.claim(address.ip, address.token, network, mac=parsed.mac, reason=reason,
-                        port=binding.logical_port)
+                        port=binding.logical_port, draining=draining)
 
 
 # Each kind of workload, in no particular order (the result does not depend on it).
@@ -886,7 +901,10 @@ def resolve(draft: Draft, gate: ExposureGate) -> DesiredState:
                             for claim, _ in claims)
             continue
         bridge, mac, via = outcomes.pop()
-        routes.add(HostRoute(dst=prefix, dev=bridge, via=via))
+        # Draining only when every claim is: another workload that still wants the address
+        # here keeps it at full preference.
+        draining = all(claim.draining for claim, _ in claims)
+        routes.add(HostRoute(dst=prefix, dev=bridge, via=via, draining=draining))
         if mac is not None:
             neighbours.add(Neighbour(ip=prefix.network_address, mac=mac, dev=bridge))
         exposures.update(Exposure(prefix=prefix, reason=claim.reason, port=claim.port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_network
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from ovn_fabric.dataplane.kernel_state import (
     route_order,
 )
 from ovn_fabric.model import BridgeSetup, DesiredState, HostRoute, IPAddress, Neighbour
-from tests.dataplane.memkernel import OURS, MemKernel
+from tests.dataplane.memkernel import OURS, MemKernel, route_key
 
 DEVICES = ("br-ex", "br-vlan")
 MISSING = "br-gone"
@@ -38,7 +39,7 @@ def host_routes(draw: st.DrawFn, devs: st.SearchStrategy[str] = devices) -> Host
     gateway: IPAddress = IPv4Address("172.24.4.9") if ip.version == 4 else IPv6Address(
         "2001:db8:ff::9")
     via = draw(st.sampled_from([None, gateway]))
-    return HostRoute(ip_network(ip), draw(devs), via)
+    return HostRoute(ip_network(ip), draw(devs), via, draining=draw(st.booleans()))
 
 
 @st.composite
@@ -66,7 +67,7 @@ def kernels(draw: st.DrawFn, foreign: bool = True) -> MemKernel:
     """A kernel holding state of ours and, optionally, of others, plus dynamic ARP cache."""
     kernel = MemKernel(devices=set(DEVICES), down=set(draw(st.lists(devices, max_size=2))))
     for route in draw(st.lists(host_routes(), max_size=12)):
-        kernel.routes[route.dst] = (OURS, route)
+        kernel.put_route(OURS, route)
     for n in draw(st.lists(neighbours(), max_size=12)):
         kernel.neighbours[(n.ip, n.dev)] = (OURS, n)
     for n in draw(st.lists(neighbours(), max_size=4)):
@@ -77,7 +78,7 @@ def kernels(draw: st.DrawFn, foreign: bool = True) -> MemKernel:
         kernel.sysctls[sysctl.path] = "7"   # a wrong value to be fixed
     if foreign:
         for route in draw(st.lists(host_routes(), max_size=4)):
-            kernel.routes[route.dst] = ("static", route)
+            kernel.put_route("static", route)
         for n in draw(st.lists(neighbours(), max_size=4)):
             kernel.neighbours[(n.ip, n.dev)] = ("static", n)
         for dev, gw in draw(st.lists(st.tuples(devices, gateways), max_size=2)):
@@ -138,8 +139,8 @@ def test_state_of_other_owners_is_never_touched(desired: DesiredState,
     assert not again.delete_neighbours
     assert not again.replace_routes
     assert not again.set_neighbours
-    foreign_dsts = {dst for dst, (owner, _) in kernel.routes.items() if owner != OURS}
-    assert {r.dst for r in again.add_routes} <= foreign_dsts
+    foreign_keys = {key for key, (owner, _) in kernel.routes.items() if owner != OURS}
+    assert {route_key(r) for r in again.add_routes} <= foreign_keys
 
 
 @given(desired_states(devs=st.sampled_from((*DEVICES, MISSING))), kernels(foreign=False))
@@ -174,6 +175,19 @@ def test_a_changed_next_hop_is_replaced_not_withdrawn() -> None:
     assert changes.replace_routes == (new,)
     assert changes.delete_routes == ()
     assert changes.add_routes == ()
+
+
+@pytest.mark.parametrize("to_draining", [True, False], ids=["drain", "undrain"])
+def test_a_route_that_starts_or_stops_draining_is_made_before_the_old_one_goes(
+        to_draining: bool) -> None:
+    """Another metric is another route to the kernel: add the new one, then retire the old."""
+    dst = ip_network("10.1.2.3/32")
+    old = HostRoute(dst, "br-ex", draining=not to_draining)
+    new = HostRoute(dst, "br-ex", draining=to_draining)
+    changes = diff(DesiredState(routes=frozenset({new})),
+                   KernelState(routes=frozenset({old}), devices=frozenset({"br-ex"})))
+    assert (changes.add_routes, changes.retire_routes) == ((new,), (old,))
+    assert changes.delete_routes == changes.replace_routes == ()
 
 
 def test_several_routes_of_ours_for_one_destination_collapse_to_the_wanted_one() -> None:

@@ -18,6 +18,7 @@ from ovn_fabric.dataplane._netns import NamespaceNotFoundError
 from ovn_fabric.dataplane.kernel import KernelDriver, diff
 from ovn_fabric.lab.sh import output, run
 from ovn_fabric.model import (
+    DRAINING_METRIC,
     RTPROT_OVN_FABRIC,
     BridgeSetup,
     DesiredState,
@@ -288,3 +289,34 @@ def test_three_thousand_workloads(kern_ns: str, capsys: pytest.CaptureFixture[st
               f"{1e3 * (t6 - t5):.1f} ms")
     assert routes_of(kern_ns) == set()
     assert neighbours_of(kern_ns) == set()
+
+
+def test_a_route_drains_and_undrains_by_metric_without_a_gap(kern_ns: str) -> None:
+    """Draining (live-migration source) is the same route at DRAINING_METRIC. The kernel counts
+    another metric as another route: the driver adds the new one before deleting the old, so
+    the destination always has a route (zebra, hence BGP, sees an update, not a withdrawal)."""
+    plain = workloads(4)
+    draining = DesiredState(
+        routes=frozenset(HostRoute(r.dst, r.dev, r.via, draining=True) for r in plain.routes),
+        neighbours=plain.neighbours, bridges=plain.bridges)
+
+    def metrics() -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        for family in ("-4", "-6"):
+            for r in ip_json(kern_ns, family, "route", "show", "table", "main", "proto", PROTO):
+                found.setdefault(r["dst"], set()).add(int(r.get("metric", 0)))
+        return found
+
+    with KernelDriver(kern_ns) as kernel:
+        assert kernel.sync(plain).report.ok
+        plain_metrics = metrics()
+        assert {m for ms in plain_metrics.values() for m in ms} <= {0, 1024}   # v4 0, v6 1024
+        drained = kernel.sync(draining)
+        assert drained.report.ok, drained.report.failures
+        assert len(drained.changes.add_routes) == len(drained.changes.retire_routes) == 4
+        assert drained.changes.delete_routes == ()
+        assert metrics() == {dst: {DRAINING_METRIC} for dst in plain_metrics}
+        assert kernel.read().routes == draining.routes
+        assert kernel.sync(draining).changes.operations == 0
+        assert kernel.sync(plain).report.ok
+        assert metrics() == plain_metrics

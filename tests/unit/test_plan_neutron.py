@@ -5,6 +5,7 @@ migration; each time the whole DesiredState is compared by value."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import ip_address, ip_network
 
 import pytest
@@ -741,6 +742,10 @@ VM_STATE = state(
 )
 
 
+VM_DRAINING = replace(VM_STATE, routes=frozenset(
+    HostRoute(r.dst, r.dev, r.via, draining=True) for r in VM_STATE.routes))
+
+
 def moving_vm(*, activated: bool, strategy: str | None = "rarp") -> Row:
     return migrating(provider_vm(mac=VM_MAC_COLUMN), CHASSIS_0, CHASSIS_1,
                      activated=activated, strategy=strategy)
@@ -752,8 +757,8 @@ def moving_vm(*, activated: bool, strategy: str | None = "rarp") -> Row:
         (False, CHASSIS_0, VM_STATE),     # source, before activation
         (False, CHASSIS_1, state()),      # destination, before activation: OVN drops there
         (True, CHASSIS_1, VM_STATE),      # destination, once the RARP activated it
-        (True, CHASSIS_0, VM_STATE),      # source, after activation: both paths (overlap)
-    ],
+        (True, CHASSIS_0, VM_DRAINING),   # source, after activation: both paths (overlap),
+    ],                                    # the source's at a low preference (draining)
     ids=["source-before", "destination-before", "destination-after", "source-after"])
 def test_live_migration_is_make_before_break(activated: bool, local: str,
                                              expected: DesiredState) -> None:
@@ -774,6 +779,12 @@ def test_without_an_activation_strategy_the_destination_advertises_at_once() -> 
     assert plan(view, SETTINGS) == VM_STATE
 
 
+def test_without_an_activation_strategy_the_source_drains_at_once() -> None:
+    view = view_of(moving_vm(activated=False, strategy=None), local=CHASSIS_0)
+
+    assert plan(view, SETTINGS) == VM_DRAINING
+
+
 def test_activation_of_another_chassis_does_not_count() -> None:
     row = moving_vm(activated=False)
     row["options"]["additional-chassis-activated"] = f"{CHASSIS_0}-other,{CHASSIS_0}"
@@ -789,3 +800,14 @@ def test_a_distributed_fip_follows_the_activated_destination(activated: bool,
                             distributed_nat=True), vm, local=CHASSIS_1)
 
     assert (route("172.24.4.210/32") in plan(view, SETTINGS).routes) is advertised
+
+
+@pytest.mark.parametrize(("activated", "draining"), [(False, False), (True, True)])
+def test_a_distributed_fip_drains_from_the_source_once_the_destination_is_active(
+        activated: bool, draining: bool) -> None:
+    vm = migrating(tenant_vm(), CHASSIS_0, CHASSIS_1, activated=activated)
+    view = view_of(*router1(chassis=CHASSIS_0, nat=[ROUTER1_IPS, DISTRIBUTED_FIP],
+                            distributed_nat=True), vm, local=CHASSIS_0)
+
+    fip = [r for r in plan(view, SETTINGS).routes if str(r.dst) == "172.24.4.210/32"]
+    assert [r.draining for r in fip] == [draining]

@@ -45,7 +45,14 @@ from ovn_fabric.dataplane.kernel_state import (
     diff,
     sysctl_paths,
 )
-from ovn_fabric.model import RTPROT_OVN_FABRIC, DesiredState, HostRoute, IPAddress, Neighbour
+from ovn_fabric.model import (
+    DRAINING_METRIC,
+    RTPROT_OVN_FABRIC,
+    DesiredState,
+    HostRoute,
+    IPAddress,
+    Neighbour,
+)
 
 __all__ = [
     "ApplyReport",
@@ -125,6 +132,10 @@ def _route_request(route: HostRoute, ifindex: int | None, msg_type: int,
                              protocol=RTPROT_OVN_FABRIC, scope=scope, rtype=_rtnl.RTN_UNICAST)
     body = header + _rtnl.attr(_rtnl.RTA_TABLE, _rtnl.u32(_rtnl.RT_TABLE_MAIN))
     body += _rtnl.attr(_rtnl.RTA_DST, dst.packed)
+    # Only a draining route has a metric of its own. Without one, a delete matches the
+    # destination's lowest-metric route of ours on the device, which is the plain one.
+    if route.draining:
+        body += _rtnl.attr(_rtnl.RTA_PRIORITY, _rtnl.u32(DRAINING_METRIC))
     if ifindex is not None:
         body += _rtnl.attr(_rtnl.RTA_OIF, _rtnl.u32(ifindex))
     if route.via is not None:
@@ -230,7 +241,8 @@ class KernelDriver:
                 # never wanted, so the diff deletes it.
                 dev = "" if rec.multipath or rec.oif is None else names.get(rec.oif, "")
                 via = _ip(rec.gateway) if rec.gateway is not None else None
-                routes.add(HostRoute(dst=dst, dev=dev, via=via))
+                routes.add(HostRoute(dst=dst, dev=dev, via=via,
+                                     draining=rec.priority == DRAINING_METRIC))
         return frozenset(routes)
 
     def _neighbours(self, names: dict[int, str]) -> tuple[frozenset[Neighbour],
@@ -321,6 +333,8 @@ class KernelDriver:
               for r in changes.add_routes if present(r.dev, describe_route(r))),
             *(_Op(_route_request(r, index[r.dev], _rtnl.RTM_NEWROUTE, replace), describe_route(r))
               for r in changes.replace_routes if present(r.dev, describe_route(r))),
+            *(_Op(_route_request(r, index.get(r.dev), _rtnl.RTM_DELROUTE, 0), describe_route(r))
+              for r in changes.retire_routes),
             *(_Op(_neighbour_request(n, index[n.dev], delete=False), describe_neighbour(n))
               for n in changes.set_neighbours if present(n.dev, describe_neighbour(n))),
         ]

@@ -23,6 +23,7 @@ from ipaddress import ip_interface
 from itertools import chain
 
 from ovn_fabric.model import (
+    DRAINING_METRIC,
     BridgeSetup,
     DesiredState,
     HostRoute,
@@ -89,9 +90,12 @@ class KernelState:
 class KernelChanges:
     """The minimal set of operations that turns the actual state into the desired one.
 
-    Applied in this order: deletions, links up, sysctls, addresses, routes, neighbours.
-    `add_routes` are created exclusively (never overwriting another's route); `replace_routes`
-    overwrite a route of ours whose next hop changed, atomically (no withdrawal gap).
+    Applied in this order: deletions, links up, sysctls, addresses, routes, retired routes,
+    neighbours. `add_routes` are created exclusively (never overwriting another's route);
+    `replace_routes` overwrite a route of ours whose next hop changed, atomically (no withdrawal
+    gap). A route that starts or stops draining changes its metric, which the kernel counts as
+    another route: the new one is added first and the old one (in `retire_routes`) deleted
+    after, so the destination is never without a route, nor FRR without an advertisement.
     """
 
     delete_routes: tuple[HostRoute, ...] = ()
@@ -102,6 +106,7 @@ class KernelChanges:
     add_addresses: tuple[BridgeAddress, ...] = ()
     add_routes: tuple[HostRoute, ...] = ()
     replace_routes: tuple[HostRoute, ...] = ()
+    retire_routes: tuple[HostRoute, ...] = ()
     set_neighbours: tuple[Neighbour, ...] = ()
     blocked: tuple[Blocked, ...] = ()
 
@@ -111,7 +116,7 @@ class KernelChanges:
         return (len(self.delete_routes) + len(self.delete_neighbours)
                 + len(self.delete_addresses) + len(self.set_up) + len(self.set_sysctls)
                 + len(self.add_addresses) + len(self.add_routes) + len(self.replace_routes)
-                + len(self.set_neighbours))
+                + len(self.retire_routes) + len(self.set_neighbours))
 
 
 def route_order(route: HostRoute) -> tuple[int, int, int, str, str]:
@@ -128,7 +133,8 @@ def neighbour_order(neighbour: Neighbour) -> tuple[int, int, str, str]:
 
 def describe_route(route: HostRoute) -> str:
     via = f" via {route.via}" if route.via is not None else ""
-    return f"route {route.dst}{via} dev {route.dev or '?'}"
+    draining = f" metric {DRAINING_METRIC} (draining)" if route.draining else ""
+    return f"route {route.dst}{via} dev {route.dev or '?'}{draining}"
 
 
 def describe_neighbour(neighbour: Neighbour) -> str:
@@ -177,7 +183,7 @@ def _missing(dev: str, actual: KernelState) -> str | None:
 
 def _diff_routes(routes: Iterable[HostRoute], actual: KernelState,
                  blocked: list[Blocked]) -> tuple[list[HostRoute], list[HostRoute],
-                                                  list[HostRoute]]:
+                                                  list[HostRoute], list[HostRoute]]:
     wanted: dict[IPNetwork, HostRoute] = {}
     for route in sorted(routes, key=route_order):
         reason = _missing(route.dev, actual)
@@ -195,6 +201,7 @@ def _diff_routes(routes: Iterable[HostRoute], actual: KernelState,
     deletes: list[HostRoute] = []
     adds: list[HostRoute] = []
     replaces: list[HostRoute] = []
+    retires: list[HostRoute] = []
     for dst, variants in have.items():
         want = wanted.get(dst)
         if want is None or want in variants or len(variants) > 1:
@@ -203,9 +210,13 @@ def _diff_routes(routes: Iterable[HostRoute], actual: KernelState,
         variants = have.get(dst, [])
         if want in variants:
             continue
-        (replaces if len(variants) == 1 else adds).append(want)
+        if len(variants) == 1 and variants[0].draining != want.draining:
+            adds.append(want)               # another metric: make, then break
+            retires.append(variants[0])
+        else:
+            (replaces if len(variants) == 1 else adds).append(want)
     return (sorted(deletes, key=route_order), sorted(adds, key=route_order),
-            sorted(replaces, key=route_order))
+            sorted(replaces, key=route_order), sorted(retires, key=route_order))
 
 
 def _diff_neighbours(neighbours: Iterable[Neighbour], actual: KernelState,
@@ -254,7 +265,8 @@ def diff(desired: DesiredState, actual: KernelState) -> KernelChanges:
     """The changes that make the kernel hold exactly the desired routes, neighbours, addresses
     and bridge settings of ours, touching nothing that is not ours."""
     blocked: list[Blocked] = []
-    route_deletes, route_adds, route_replaces = _diff_routes(desired.routes, actual, blocked)
+    route_deletes, route_adds, route_replaces, route_retires = _diff_routes(
+        desired.routes, actual, blocked)
     neigh_deletes, neigh_sets = _diff_neighbours(desired.neighbours, actual, blocked)
     addresses = _wanted_addresses(desired.bridges, actual, blocked)
 
@@ -272,6 +284,7 @@ def diff(desired: DesiredState, actual: KernelState) -> KernelChanges:
         add_addresses=tuple(sorted(addresses - actual.addresses)),
         add_routes=tuple(route_adds),
         replace_routes=tuple(route_replaces),
+        retire_routes=tuple(route_retires),
         set_neighbours=tuple(neigh_sets),
         blocked=tuple(sorted(set(blocked))),
     )
