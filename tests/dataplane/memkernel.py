@@ -74,6 +74,8 @@ class MemKernel:
         for sysctl in changes.set_sysctls:
             self.sysctls[sysctl.path] = sysctl.value
         self._create(changes)
+        for route in changes.retire_routes:                   # after the adds
+            self._delete_route(route)
 
     def _delete(self, changes: KernelChanges) -> None:
         for route in changes.delete_routes:
@@ -105,8 +107,6 @@ class MemKernel:
         for route in changes.replace_routes:                  # overwrites whoever holds it
             if self._exists(route.dev, str(route)):
                 self.put_route(OURS, route)
-        for route in changes.retire_routes:                   # after the adds
-            self._delete_route(route)
         for neighbour in changes.set_neighbours:              # overwrites whoever holds it
             if self._exists(neighbour.dev, str(neighbour)):
                 self.neighbours[(neighbour.ip, neighbour.dev)] = (OURS, neighbour)
