@@ -302,8 +302,10 @@ def _status(url: str, *, as_json: bool) -> int:
                   + "".join(f"\n          FAILED: {f}" for f in d["failures"]))
     print("\nadvertised:")
     for a in report.get("advertised", []):
+        draining = "  DRAINING (live migration: the destination is active)" if a.get(
+            "draining") else ""
         print(f"  {a['prefix']:28} {a['reason']:14} port {a['port']}  network {a['network']}"
-              f"  ({a['rule']})")
+              f"  ({a['rule']}){draining}")
     print("\nrefused:")
     for r in report.get("refused", []) or [{"address": "none", "port": "", "why": ""}]:
         print(f"  {r['address']:28} {r['port']}  {r['why']}")

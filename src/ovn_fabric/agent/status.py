@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ovn_fabric.agent.reconcile import Outcome
+from ovn_fabric.model import DesiredState
 
 
 @dataclass
@@ -78,12 +79,17 @@ def outcome_json(outcome: Outcome | None) -> dict[str, Any]:
                          "failures": list(d.failures), "waiting": list(d.waiting)}
                         for d in outcome.drivers],
         },
-        "advertised": [] if desired is None else [
-            {"prefix": str(e.prefix), "reason": str(e.reason), "port": e.port,
-             "network": e.network, "rule": e.rule} for e in desired.exposures],
+        "advertised": [] if desired is None else _advertised(desired),
         "refused": [] if desired is None else [
             {"address": r.what, "port": r.port, "why": r.why} for r in desired.refusals],
     }
+
+
+def _advertised(desired: DesiredState) -> list[dict[str, Any]]:
+    draining = {route.dst for route in desired.routes if route.draining}
+    return [{"prefix": str(e.prefix), "reason": str(e.reason), "port": e.port,
+             "network": e.network, "rule": e.rule, "draining": e.prefix in draining}
+            for e in desired.exposures]
 
 
 class Status:
