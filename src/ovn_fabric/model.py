@@ -29,10 +29,9 @@ EGRESS_FLOW_PRIORITY = 1000
 
 
 # The kernel metric of a draining route (HostRoute.draining). FRR's redistribution carries a
-# kernel route's metric as the BGP MED, and the agent's route-map matches this value to set
-# DRAINING_LOCAL_PREFERENCE (below the default 100), so the leaves prefer any other path.
+# kernel route's metric as the BGP MED; the fabric compares MEDs across neighbour ASes, so any
+# other path to the prefix (plain routes have metric 0, IPv6 1024) is preferred.
 DRAINING_METRIC = 2470
-DRAINING_LOCAL_PREFERENCE = 50
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -45,8 +44,8 @@ class HostRoute:
     dev: str                  # the provider bridge, e.g. "br-ex"
     via: IPAddress | None = None
     # Still delivered here, but to be left: the source of a live migration once the destination
-    # is active. The kernel route gets DRAINING_METRIC, which FRR turns into a low BGP local
-    # preference, so the fabric moves to the destination before the source withdraws.
+    # is active. The kernel route gets DRAINING_METRIC, which FRR advertises as a higher MED,
+    # so the fabric moves to the destination before the source withdraws.
     draining: bool = False
 
 

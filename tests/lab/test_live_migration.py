@@ -149,8 +149,14 @@ def _check(lab: Lab, world: World, outcome: Outcome, src: str, dst: str) -> None
             print(f"  {spine} {address}: {steps}")
             assert new is not None, steps
             assert old is not None, steps
-            assert new < old, f"{spine}: {src} withdrawn before {dst} advertised: {steps}"
+            # The destination joins no later than the source leaves. With the source draining
+            # (a higher MED once the destination is active), a spine swaps one for the other
+            # in a single FIB update: equal times, never a gap.
+            assert new <= old, f"{spine}: {src} withdrawn before {dst} advertised: {steps}"
             assert new >= m.activated, f"{spine}: {dst} advertised before activation: {steps}"
+            # The source drained (a higher MED from activation on), so the spines left it
+            # before Neutron's rebind, while it still delivered: the hand-over loses nothing.
+            assert old < m.rebound, f"{spine}: {src} still preferred at the rebind: {steps}"
             assert not missing_since(changes, m.started), f"{spine}: route missing: {steps}"
     # The pings: resumed, and every loss explained by one of the two windows.
     switch_over, hand_over = outcome.switch_over, outcome.hand_over(lab)

@@ -13,12 +13,7 @@ holds the operator's (or the lab's) fabric configuration:
 
     ip prefix-list OVN-FABRIC-ALLOW4 seq 5 deny 10.255.0.0/16 le 32      <- exposure.deny
     ip prefix-list OVN-FABRIC-ALLOW4 seq 10 permit 172.24.4.0/24 ge 32   <- exposure.allow
-    route-map OVN-FABRIC-EXPOSE4 permit 5                                <- two per bridge:
-     match interface br-ex                                                  draining routes
-     match ip address prefix-list OVN-FABRIC-ALLOW4
-     match metric 2470
-     set local-preference 50
-    route-map OVN-FABRIC-EXPOSE4 permit 10                                  and the others
+    route-map OVN-FABRIC-EXPOSE4 permit 10                               <- one per bridge
      match interface br-ex
      match ip address prefix-list OVN-FABRIC-ALLOW4
     router bgp <the node's AS>
@@ -29,10 +24,11 @@ The prefix-list repeats the planner's exposure policy as a second, independent g
 added to br-ex by hand outside the allowed prefixes is not advertised either.
 
 A draining route (the source of a live migration once the destination is active, see
-model.HostRoute.draining) has kernel metric 2470, which redistribution carries as the MED. The
-first entry gives it a local preference of 50, so the node's leaves prefer any other path (the
-destination's, through the spines) and stop advertising this one, while it stays in place as
-the fallback until the source withdraws it.
+model.HostRoute.draining) has kernel metric 2470, and redistribution carries a kernel route's
+metric as the BGP MED: nothing here needs to know about it. The fabric compares MEDs across
+neighbour ASes (`bgp always-compare-med`, docs/FABRIC.md), so the spines prefer the
+destination's path (MED 0, or 1024 for IPv6), while the source's leaves keep forwarding to the
+source, which still delivers, until it withdraws.
 """
 
 from __future__ import annotations
@@ -42,7 +38,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
 from ovn_fabric.config import ExposurePolicy
-from ovn_fabric.model import DRAINING_LOCAL_PREFERENCE, DRAINING_METRIC
 
 NAME_PREFIX = "OVN-FABRIC-"
 FAMILIES = (4, 6)
@@ -117,16 +112,10 @@ def exposure_config(bridges: Sequence[str], policy: ExposurePolicy) -> ExposureC
     for version in FAMILIES:
         kw, rmap = _family_keyword(version), route_map_name(version)
         for index, bridge in enumerate(sorted(bridges)):
-            matches = [f" match interface {bridge}",
-                       f" match {kw} address prefix-list {prefix_list_name(version)}"]
             global_lines += [
-                f"route-map {rmap} permit {10 * (index + 1) - 5}",
-                *matches,
-                f" match metric {DRAINING_METRIC}",
-                f" set local-preference {DRAINING_LOCAL_PREFERENCE}",
-                "exit",
                 f"route-map {rmap} permit {10 * (index + 1)}",
-                *matches,
+                f" match interface {bridge}",
+                f" match {kw} address prefix-list {prefix_list_name(version)}",
                 "exit",
             ]
         if not bridges:

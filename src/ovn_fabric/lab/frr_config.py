@@ -157,6 +157,10 @@ def render(topology: Topology, name: str, *, log_file: str) -> str:
         " no bgp ebgp-requires-policy",
         " no bgp default ipv4-unicast",
         " bgp bestpath as-path multipath-relax",
+        # MEDs compared across neighbour ASes: a server marks a route it is leaving (a live
+        # migration's source) with a higher MED, and the tiers above prefer the other path,
+        # while the source's own leaves keep forwarding to it (docs/FABRIC.md, "Draining").
+        " bgp always-compare-med",
     ]
     for group in groups:
         lines += [
@@ -210,4 +214,8 @@ def _family_policy(group: PeerGroup, me: Device, v: str, allowas: bool) -> list[
         lines.append(f"{n} prefix-list HOST-ROUTES{v} out")
     if allowas and group.to_upper_tier:
         lines.append(f"{n} allowas-in origin")
+    if group.to_upper_tier and not me.is_host:
+        # Pass the servers' MEDs up: a draining route (a live migration's source) must reach
+        # the spines with its higher MED, which eBGP would otherwise drop at the leaf.
+        lines.append(f"{n} attribute-unchanged med")
     return lines

@@ -58,14 +58,15 @@ class Outcome:
     def hand_over(self, lab: Lab) -> tuple[float, float]:
         """The end of the migration: from OVN making the destination the port's only chassis
         (the source stops delivering) until the last spine stopped routing to the source's
-        leaves, widened by IN_FLIGHT_S. Flows that ECMP hashed onto the source's leaves are
-        lost in between: the source's agent withdraws only once the SB says `chassis` is no
-        longer it, and BGP takes a moment to carry that."""
+        leaves, widened by IN_FLIGHT_S. Flows still routed to the source's leaves then are
+        lost. The source drains once the destination is active (a higher MED), so the spines
+        normally leave it before Neutron's rebind: then the window is empty (end == start)."""
         m = self.migration
         ends = [left(self.routes[spine][a], via(lab, spine, m.source), m.started)
                 for spine in probe.spines(lab) for a in self.routes[spine]]
         end = max((t for t in ends if t is not None), default=m.unplugged)
-        return m.rebound - IN_FLIGHT_S, end + IN_FLIGHT_S
+        start = m.rebound - IN_FLIGHT_S
+        return start, max(start, end + IN_FLIGHT_S)
 
     def lost_in(self, address: str, window: tuple[float, float]) -> int:
         return self.pings[address].lost_between(*window)
