@@ -322,7 +322,8 @@ def _build(data: dict[str, Any]) -> Topology:
         (provider.cidr6, "the provider network"),
         (ipaddress.ip_network(control_plane.vip4), "the control-plane VIP"),
         (ipaddress.ip_network(control_plane.vip6), "the control-plane VIP")]
-    for pool in (*tenant4, *tenant6):
+    pools: tuple[IPv4Network | IPv6Network, ...] = (*tenant4, *tenant6)
+    for pool in pools:
         for other, what in taken:
             if pool.version == other.version and pool.overlaps(other):
                 raise TopologyError(f"addressing.tenant{pool.version}: {pool} overlaps {what} "
