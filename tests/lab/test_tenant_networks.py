@@ -160,14 +160,37 @@ def test_the_client_reaches_the_vm_fixed_addresses_without_nat(lab: Lab, world: 
         proc = run(["ping", "-n", "-c", "10", "-i", "0.02", "-W", "2", address],
                    netns=world.client.netns, check=False)
         assert " 0% packet loss" in proc.stdout, proc.stdout
+    # The other way, counted at the client by source address: a1's fixed addresses arrive,
+    # not r1's gateway address (SNAT would put that there).
+    _count_echo_requests_from(world.client.netns, world.vm)
     for address in (str(world.client.ip.ip), str(world.client_ip6.ip)):
         wait_until(functools.partial(_pings, world.vm.netns, address), timeout=CONVERGE_S,
                    interval=0.05, what=f"a1 to ping the client at {address}")
+    assert _echo_requests_from(world.client.netns) == {"v4": True, "v6": True}
     size = 1_000_000
     assert probe.tcp_transfer(world.client.netns, world.vm.netns, str(world.vm.ip6.ip),
                               size) == size
     # Routed, not translated: Neutron wrote no SNAT for a subnet in the external scope.
     assert not neutron_snat_rows(lab, NET1[1])
+
+
+def _count_echo_requests_from(netns: str, vm: Vm) -> None:
+    rules = ("table inet tenant_src {\n counter v4 {}\n counter v6 {}\n chain input {\n"
+             "  type filter hook input priority 0; policy accept;\n"
+             f"  ip saddr {vm.ip4.ip} icmp type echo-request counter name v4\n"
+             f"  ip6 saddr {vm.ip6.ip} icmpv6 type echo-request counter name v6\n"
+             " }\n}\n")
+    run(["nft", "delete", "table", "inet", "tenant_src"], netns=netns, check=False)
+    run(["nft", "-f", "-"], netns=netns, input_text=rules)
+
+
+def _echo_requests_from(netns: str) -> dict[str, bool]:
+    """Whether each counter of _count_echo_requests_from saw a packet."""
+    seen = {}
+    for name in ("v4", "v6"):
+        text = run(["nft", "list", "counter", "inet", "tenant_src", name], netns=netns).stdout
+        seen[name] = "packets 0 " not in text
+    return seen
 
 
 def neutron_snat_rows(lab: Lab, cidr: str) -> list[str]:
