@@ -289,31 +289,52 @@ def test_removing_the_interface_withdraws_the_subnets_everywhere(
 
 def test_leaves_accept_subnets_only_from_gateways_and_only_inside_the_pools(
         lab: Lab, world: World) -> None:
-    """A subnet pushed into BGP by hand: outside the pools from a gateway, or inside them from
-    a mere compute node, never reaches the spines; inside them from a gateway, it does."""
+    """A subnet pushed into BGP by hand, with the server's own outbound filter lifted so that
+    only the leaves' inbound filter stands in the way: outside the pools from a gateway, or
+    inside them from a mere compute node, it never reaches the spines; inside them from a
+    gateway, it does."""
     pushed = {"compute1": "10.0.99.0/24", ACTIVE: "198.51.100.0/24"}
     control = (ACTIVE, "10.0.98.0/24")
     entries = [*pushed.items(), control]
-    for node, prefix in entries:
-        _network(lab, node, prefix, add=True)
+    filters = {node: _outbound_filter(lab, node) for node in pushed}
+    for node, line in filters.items():
+        _configure_ipv4(lab, node, f"no {line}")
     try:
+        for node, prefix in entries:
+            _network(lab, node, prefix, add=True)
         wait_until(lambda: route_to(lab, "spine1", control[1]) is not None, timeout=CONVERGE_S,
                    what=f"{control[1]} from {ACTIVE} at spine1 (inside the pool)")
-        for prefix in pushed.values():
+        for node, prefix in pushed.items():
+            leaves = probe.leaves_of(lab, node)
+            # The leaves were offered it (no filter left on the server) and refused it.
+            assert all(route_to(lab, leaf, prefix) is None for leaf in leaves), prefix
             assert route_to(lab, "spine1", prefix) is None, prefix
     finally:
         for node, prefix in entries:
             _network(lab, node, prefix, add=False)
+        for node, line in filters.items():
+            _configure_ipv4(lab, node, line)
     wait_until(lambda: route_to(lab, "spine1", control[1]) is None, timeout=CONVERGE_S,
                what=f"{control[1]} withdrawn from spine1")
 
 
+def _outbound_filter(lab: Lab, node: str) -> str:
+    """The server's outbound IPv4 prefix-list line towards its leaves, as bgpd shows it."""
+    text = fabric.vtysh(lab.paths, node, "-c", "show running-config bgpd")
+    return next(ln.strip() for ln in text.splitlines()
+                if ln.strip().startswith("neighbor LEAVES prefix-list ") and ln.endswith(" out")
+                and "ROUTES4" in ln)
+
+
+def _configure_ipv4(lab: Lab, node: str, line: str) -> None:
+    fabric.vtysh(lab.paths, node, "-c", "configure terminal",
+                 "-c", f"router bgp {lab.topology.device(node).asn}",
+                 "-c", "address-family ipv4 unicast", "-c", line)
+
+
 def _network(lab: Lab, node: str, prefix: str, *, add: bool) -> None:
-    asn = lab.topology.device(node).asn
-    no = "" if add else "no "
     if add:   # `network` needs the prefix in the RIB
         run(["ip", "route", "replace", "blackhole", prefix], netns=lab.netns(node))
-    fabric.vtysh(lab.paths, node, "-c", "configure terminal", "-c", f"router bgp {asn}",
-                 "-c", "address-family ipv4 unicast", "-c", f"{no}network {prefix}")
+    _configure_ipv4(lab, node, f"{'' if add else 'no '}network {prefix}")
     if not add:
         run(["ip", "route", "del", "blackhole", prefix], netns=lab.netns(node), check=False)
