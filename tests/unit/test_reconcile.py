@@ -212,7 +212,10 @@ def test_the_frr_block_permits_exactly_the_tenant_subnets_the_plan_advertises() 
     frr = Frr()
     reconciler = Reconciler(TENANT_SETTINGS, source, kernel=Kernel(MemKernel({"br-ex"})),
                             flows=Flows(), frr=frr)
-    assert reconciler.reconcile(Trigger.OVN).ok
+    first = reconciler.reconcile(Trigger.OVN)
+    assert first.ok
+    # The block changed, so FRR went first: the entry is in place when the route appears.
+    assert [d.driver for d in first.drivers] == ["frr", "kernel", "flows"]
     assert frr.applied is not None
     exact = {ln for ln in frr.applied.global_lines if "seq 1000" in ln}
     assert exact == {"ip prefix-list OVN-FABRIC-ALLOW4 seq 100005 permit 10.0.0.0/26",
@@ -222,3 +225,6 @@ def test_the_frr_block_permits_exactly_the_tenant_subnets_the_plan_advertises() 
     outcome = reconciler.reconcile(Trigger.OVN)
     assert {d.driver for d in outcome.drivers} >= {"frr", "kernel"}
     assert not any("seq 1000" in ln for ln in frr.applied.global_lines)
+    # Nothing changed: the periodic FRR check comes after the kernel and flows.
+    assert [d.driver for d in reconciler.reconcile(Trigger.FRR | Trigger.KERNEL).drivers] == [
+        "kernel", "flows", "frr"]

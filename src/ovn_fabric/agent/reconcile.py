@@ -148,21 +148,28 @@ class Reconciler:
             return Outcome(triggers, waiting_for_ovn=True, seconds=self._clock() - start,
                            finished_at=time.time())
         drivers = []
-        # FRR before the kernel: a tenant subnet's prefix-list entry is then in place when its
-        # kernel route appears, and bgpd advertises it at once (a prefix-list change alone is
-        # applied only when bgpd's route-map delay timer fires). A withdrawal needs no order:
-        # the kernel route's removal withdraws it at once either way.
-        if self._frr_dirty or triggers & (Trigger.FRR | Trigger.RESYNC):
-            frr = self._run("frr", lambda: (len(self._frr(self._frr_wanted)), ()))
-            self._frr_dirty = not frr.ok
-            drivers.append(frr)
+        # A changed FRR block goes before the kernel: a tenant subnet's prefix-list entry is
+        # then in place when its kernel route appears, and bgpd advertises it at once (a
+        # prefix-list change alone is applied only when bgpd's route-map delay timer fires, 5 s:
+        # PERFORMANCE.md). A withdrawal needs no order: removing the kernel route withdraws it.
+        # The periodic FRR check stays last, so that it never delays the kernel.
+        frr_first = self._frr_dirty
+        if frr_first:
+            drivers.append(self._run_frr())
         if self._kernel_dirty or triggers & (Trigger.KERNEL | Trigger.RESYNC):
             kernel = self._run("kernel", lambda: self._sync_kernel(desired))
             self._kernel_dirty = not kernel.ok
             drivers.append(kernel)
         drivers.append(self._run("flows", lambda: self._sync_flows(desired)))
+        if not frr_first and triggers & (Trigger.FRR | Trigger.RESYNC):
+            drivers.append(self._run_frr())
         return Outcome(triggers, planned=planned, desired=desired, drivers=tuple(drivers),
                        seconds=self._clock() - start, finished_at=time.time())
+
+    def _run_frr(self) -> DriverOutcome:
+        frr = self._run("frr", lambda: (len(self._frr(self._frr_wanted)), ()))
+        self._frr_dirty = not frr.ok
+        return frr
 
     def _exposure(self, desired: DesiredState) -> ExposureConfig:
         """The FRR block for a plan: the settings' policy, plus an exact entry for each tenant
