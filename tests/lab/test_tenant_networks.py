@@ -215,6 +215,7 @@ def test_a_subnet_outside_the_scopes_is_refused_and_reported(lab: Lab, world: Wo
         assert not any(r.get("address") in (cidr4, cidr6) for r in _refusals(lab, STANDBY))
     finally:
         address_scope.detach(lab.paths, lab.topology, ROUTER, name)
+    assert not neutron_snat_rows(lab, cidr4)                 # detach took the SNAT row too
     wait_until(lambda: not any(r.get("address") in (cidr4, cidr6)
                                for r in _refusals(lab, ACTIVE)),
                timeout=CONVERGE_S, what=f"{name}'s refusals gone from {ACTIVE}'s status")
