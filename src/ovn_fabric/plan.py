@@ -554,6 +554,7 @@ class TenantSubnet:
     interface: str            # the router port, lrp-<if>
     network: str              # the tenant network's name
     prefix: IPNetwork
+    scope: str                # its Neutron address scope (lower case; "" for none)
 
 
 def add_tenant_subnets(context: Context, draft: Draft) -> None:
@@ -563,20 +564,29 @@ def add_tenant_subnets(context: Context, draft: Draft) -> None:
     the router's datapath other than its gateway port (lrp-<if>, `mac` "MAC 10.0.0.1/26 ...":
     the subnets), and the Port_Binding each one names in `options:peer` (the router-interface
     LSP on the tenant switch, whose `external_ids` carry Neutron's
-    `neutron:subnet_pool_addr_scope4/6`). A subnet whose scope is configured is advertised from
-    where the router's cr-lrp is bound, as `HostRoute(subnet, bridge, via=the router's gateway
-    address of that family inside the bridge's gateway subnets)`: a tenant network is reachable
-    from outside only through its router's active gateway. Subnets of different routers that
-    overlap are all refused, by every node whose gateway would advertise one, and so are
-    subnets overlapping a managed bridge's own subnets: advertised twice, traffic would be
-    split between two networks."""
+    `neutron:subnet_pool_addr_scope4/6`). A subnet whose scope is not configured is refused,
+    and so reported where the router's gateway is active (Neutron SNATs such a subnet, or it
+    is routed in a scope this node was not told to expose). A subnet whose scope is configured
+    is advertised from where the router's cr-lrp is bound, as `HostRoute(subnet, bridge,
+    via=the router's gateway address of that family inside the bridge's gateway subnets)`: a
+    tenant network is reachable from outside only through its router's active gateway. Subnets
+    of different routers that overlap are all refused, by every node whose gateway would
+    advertise one, and so are subnets overlapping a managed bridge's own subnets: advertised
+    twice, traffic would be split between two networks."""
     tenant = context.settings.tenant_networks
     if not tenant.enabled:
         return
-    subnets = sorted({subnet for router in context.routers if router.uplink is not None
-                      for subnet in _tenant_subnets(context, router, tenant.address_scopes)},
+    found = {subnet for router in context.routers if router.uplink is not None
+             for subnet in _tenant_subnets(context, router)}
+    subnets = sorted((subnet for subnet in found if subnet.scope in tenant.address_scopes),
                      key=_subnet_order)
     overlaps = _overlapping(subnets)
+    for subnet in sorted(found - set(subnets), key=_subnet_order):
+        if subnet.router.active_on(context.local):
+            draft.refuse(str(subnet.prefix), subnet.interface,
+                         f"not in a configured address scope "
+                         f"({ADDRESS_SCOPE_KEYS[subnet.prefix.version]}="
+                         f"{subnet.scope or 'none'})")
     for subnet in subnets:
         router, network = subnet.router, subnet.router.uplink
         if network is None or not router.active_on(context.local):
@@ -595,8 +605,7 @@ def add_tenant_subnets(context: Context, draft: Draft) -> None:
                                   network=subnet.network))
 
 
-def _tenant_subnets(context: Context, router: Router,
-                    scopes: tuple[str, ...]) -> Iterator[TenantSubnet]:
+def _tenant_subnets(context: Context, router: Router) -> Iterator[TenantSubnet]:
     for interface in context.bindings_by_datapath.get(router.datapath, ()):
         if (interface.type != PATCH or interface.logical_port == router.gateway_port
                 or CHASSIS_REDIRECT_PORT in interface.options):
@@ -610,10 +619,9 @@ def _tenant_subnets(context: Context, router: Router,
                 if iface is None or iface.network.prefixlen == iface.max_prefixlen:
                     continue
                 scope = switch_port.external_ids.get(ADDRESS_SCOPE_KEYS[iface.version], "")
-                if scope.lower() in scopes:
-                    yield TenantSubnet(router=router, interface=interface.logical_port,
-                                       network=context.datapath_name(switch_port.datapath),
-                                       prefix=iface.network)
+                yield TenantSubnet(router=router, interface=interface.logical_port,
+                                   network=context.datapath_name(switch_port.datapath),
+                                   prefix=iface.network, scope=scope.lower())
 
 
 def _subnet_order(subnet: TenantSubnet) -> tuple[int, int, int, str, str]:

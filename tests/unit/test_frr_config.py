@@ -83,3 +83,21 @@ def test_mixed_ibgp_and_ebgp_in_one_group_is_refused() -> None:
 
 def load_text(name: str) -> str:
     return builtin_path(name).read_text()
+
+
+def test_only_gateways_may_send_tenant_subnets_and_only_inside_the_pools() -> None:
+    topo = load("three-rack")
+    groups = {g.name: g for g in peer_groups(topo, "leaf2a")}
+    assert set(groups) == {"GATEWAYS", "SPINES"}
+    assert groups["GATEWAYS"].tenant_routes
+    assert not any(g.tenant_routes for g in peer_groups(topo, "leaf1a"))   # compute1, controller
+    leaf = render(topo, "leaf2a", log_file=LOG)
+    assert "ip prefix-list GATEWAY-ROUTES4 seq 20 permit 10.0.0.0/16 le 32" in leaf
+    assert "  neighbor GATEWAYS prefix-list GATEWAY-ROUTES6 in" in leaf
+    assert "GATEWAY-ROUTES" not in render(topo, "leaf1a", log_file=LOG)
+    assert "  neighbor LEAVES prefix-list GATEWAY-ROUTES4 out" in render(topo, "compute3",
+                                                                        log_file=LOG)
+    assert "  neighbor LEAVES prefix-list HOST-ROUTES4 out" in render(topo, "compute1",
+                                                                     log_file=LOG)
+    # Without tenant pools a gateway is a server like any other.
+    assert "GATEWAY" not in render(load("two-worker"), "router", log_file=LOG)

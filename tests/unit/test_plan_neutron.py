@@ -425,10 +425,20 @@ def test_a_tenant_subnet_is_not_advertised_where_the_gateway_is_standby() -> Non
 
 @pytest.mark.parametrize(
     ("scope4", "scope6"), [("", ""), (OTHER_SCOPE, OTHER_SCOPE)], ids=["no-scope", "other-scope"])
-def test_a_tenant_subnet_out_of_scope_is_not_advertised(scope4: str, scope6: str) -> None:
+def test_a_tenant_subnet_out_of_scope_is_refused(scope4: str, scope6: str) -> None:
     view = view_of(*router1(chassis=CHASSIS_0, scope4=scope4, scope6=scope6))
 
-    assert plan(view, TENANT_SETTINGS) == tenant_gateway_state()
+    assert plan(view, TENANT_SETTINGS) == tenant_gateway_state(
+        Refusal("10.0.0.0/26", f"lrp-{IF1}", "not in a configured address scope "
+                f"(neutron:subnet_pool_addr_scope4={scope4 or 'none'})"),
+        Refusal("2001:db8:10::/64", f"lrp-{IF1}", "not in a configured address scope "
+                f"(neutron:subnet_pool_addr_scope6={scope6 or 'none'})"))
+
+
+def test_a_tenant_subnet_out_of_scope_is_reported_only_where_the_gateway_is_active() -> None:
+    view = view_of(*router1(chassis=CHASSIS_1, scope4="", scope6=""))
+
+    assert plan(view, TENANT_SETTINGS) == state()
 
 
 def test_tenant_subnets_are_opt_in() -> None:
@@ -446,7 +456,9 @@ address_scopes = ["{SCOPE4}"]
     assert plan(view_of(*router1(chassis=CHASSIS_0)), settings) == state(
         routes=GATEWAY1_ROUTES, neighbours=GATEWAY1_NEIGHBOURS, exposures=gateway1_exposures(),
         refusals=(Refusal("10.0.0.0/26", f"lrp-{IF1}",
-                          "outside the allowed prefixes (172.24.4.0/24)"),),
+                          "outside the allowed prefixes (172.24.4.0/24)"),
+                  Refusal("2001:db8:10::/64", f"lrp-{IF1}", "not in a configured address scope "
+                          f"(neutron:subnet_pool_addr_scope6={SCOPE6})")),
     )
 
 

@@ -20,7 +20,8 @@ from ovn_fabric.model import DesiredState, EgressFlow
 from ovn_fabric.ovn.view import OvnView, build_view
 
 from ..dataplane.memkernel import MemKernel
-from .neutron_rows import chassis_row, datapath_row, localnet_row, vm_port_row
+from .neutron_rows import CHASSIS_0, chassis_row, datapath_row, localnet_row, vm_port_row
+from .test_plan_neutron import TENANT_SETTINGS, router1, view_of
 
 SETTINGS = config.parse('[bridges.br-ex]\ngateways = ["172.24.4.1/24"]\n')
 LOCAL = "compute-0"
@@ -204,3 +205,26 @@ def test_the_loop_runs_a_pass_after_a_mark_and_stops() -> None:
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert any(o.triggers & Trigger.OVN for o in outcomes)
+
+
+def test_the_frr_block_permits_exactly_the_tenant_subnets_the_plan_advertises() -> None:
+    source = Source(view_of(*router1(chassis=CHASSIS_0)))
+    frr = Frr()
+    reconciler = Reconciler(TENANT_SETTINGS, source, kernel=Kernel(MemKernel({"br-ex"})),
+                            flows=Flows(), frr=frr)
+    first = reconciler.reconcile(Trigger.OVN)
+    assert first.ok
+    # The block changed, so FRR went first: the entry is in place when the route appears.
+    assert [d.driver for d in first.drivers] == ["frr", "kernel", "flows"]
+    assert frr.applied is not None
+    exact = {ln for ln in frr.applied.global_lines if "seq 1000" in ln}
+    assert exact == {"ip prefix-list OVN-FABRIC-ALLOW4 seq 100005 permit 10.0.0.0/26",
+                     "ipv6 prefix-list OVN-FABRIC-ALLOW6 seq 100005 permit 2001:db8:10::/64"}
+    # The gateway moves away: the subnets leave the kernel and the block, in the same pass.
+    source.current = view_of(*router1(chassis=None))
+    outcome = reconciler.reconcile(Trigger.OVN)
+    assert {d.driver for d in outcome.drivers} >= {"frr", "kernel"}
+    assert not any("seq 1000" in ln for ln in frr.applied.global_lines)
+    # Nothing changed: the periodic FRR check comes after the kernel and flows.
+    assert [d.driver for d in reconciler.reconcile(Trigger.FRR | Trigger.KERNEL).drivers] == [
+        "kernel", "flows", "frr"]

@@ -112,6 +112,19 @@ def test_minimal_topology_parses() -> None:
          "device 'h'.encap4: 10.255.2.1 is not a host address of 10.255.1.0/24"),
         ('vip4 = "10.255.255.1"', 'vip4 = "10.255.1.2"',
          "control_plane: VIP equals the encap address of 'h'"),
+        ('encap4 = "10.255.1.0/24"', 'encap4 = "10.255.1.0/24"\ntenant4 = "10.0.0.0/16"',
+         "addressing.tenant4: expected list"),
+        ('encap4 = "10.255.1.0/24"', 'encap4 = "10.255.1.0/24"\ntenant4 = ["fd00::/16"]',
+         "addressing.tenant4[0]: 'fd00::/16' is not an IPv4 prefix"),
+        ('encap4 = "10.255.1.0/24"', 'encap4 = "10.255.1.0/24"\ntenant4 = ["10.255.0.0/16"]',
+         "addressing.tenant4: 10.255.0.0/16 overlaps the loopback pool 10.255.0.0/24"),
+        ('encap4 = "10.255.1.0/24"', 'encap4 = "10.255.1.0/24"\ntenant6 = ["2001:db8:24::/48"]',
+         "addressing.tenant6: 2001:db8:24::/48 overlaps the provider network"),
+        ('encap4 = "10.255.1.0/24"',
+         'encap4 = "10.255.1.0/24"\ntenant4 = ["10.0.0.0/16", "10.0.5.0/24"]',
+         "addressing.tenant4: 10.0.5.0/24 overlaps another tenant pool 10.0.0.0/16"),
+        ('encap4 = "10.255.1.0/24"', 'encap4 = "10.255.1.0/24"\ntenant4 = ["10.0.0.7/32"]',
+         "addressing.tenant4[0]: 10.0.0.7/32 is no pool of subnets"),
     ],
 )
 def test_errors_name_the_offending_key(old: str, new: str, message: str) -> None:
@@ -132,3 +145,10 @@ def test_not_toml_and_missing_file() -> None:
 def test_builtin_files_are_shipped() -> None:
     for name in BUILTIN:
         assert builtin_path(name).is_file()
+
+
+def test_tenant_pools_are_optional_and_listed_per_family() -> None:
+    assert parse(MINIMAL).tenant_pools == ()
+    topo = load("three-rack")
+    assert topo.tenant_pools4 == (IPv4Network("10.0.0.0/16"),)
+    assert [str(p) for p in topo.tenant_pools6] == ["fd00:10::/32"]

@@ -38,7 +38,7 @@ from ovn_fabric.dataplane.flows import FlowSync, OvsCommandError
 from ovn_fabric.dataplane.frr import FrrError
 from ovn_fabric.dataplane.kernel import SyncResult
 from ovn_fabric.frr.exposure import ExposureConfig, exposure_config
-from ovn_fabric.model import DesiredState, EgressFlow
+from ovn_fabric.model import DesiredState, EgressFlow, Reason
 from ovn_fabric.ovn.view import OvnView
 from ovn_fabric.plan import plan
 
@@ -140,22 +140,42 @@ class Reconciler:
                 planned = fresh != self._desired
                 self._view, self._desired = view, fresh
                 self._kernel_dirty |= planned
+                frr_wanted = self._exposure(fresh)
+                self._frr_dirty |= frr_wanted != self._frr_wanted
+                self._frr_wanted = frr_wanted
         desired = self._desired
         if desired is None or self._ovn_unsynced:
             return Outcome(triggers, waiting_for_ovn=True, seconds=self._clock() - start,
                            finished_at=time.time())
         drivers = []
+        # A changed FRR block goes before the kernel: a tenant subnet's prefix-list entry is
+        # then in place when its kernel route appears, and bgpd advertises it at once (a
+        # prefix-list change alone is applied only when bgpd's route-map delay timer fires, 5 s:
+        # PERFORMANCE.md). A withdrawal needs no order: removing the kernel route withdraws it.
+        # The periodic FRR check stays last, so that it never delays the kernel.
+        frr_first = self._frr_dirty
+        if frr_first:
+            drivers.append(self._run_frr())
         if self._kernel_dirty or triggers & (Trigger.KERNEL | Trigger.RESYNC):
             kernel = self._run("kernel", lambda: self._sync_kernel(desired))
             self._kernel_dirty = not kernel.ok
             drivers.append(kernel)
         drivers.append(self._run("flows", lambda: self._sync_flows(desired)))
-        if self._frr_dirty or triggers & (Trigger.FRR | Trigger.RESYNC):
-            frr = self._run("frr", lambda: (len(self._frr(self._frr_wanted)), ()))
-            self._frr_dirty = not frr.ok
-            drivers.append(frr)
+        if not frr_first and triggers & (Trigger.FRR | Trigger.RESYNC):
+            drivers.append(self._run_frr())
         return Outcome(triggers, planned=planned, desired=desired, drivers=tuple(drivers),
                        seconds=self._clock() - start, finished_at=time.time())
+
+    def _run_frr(self) -> DriverOutcome:
+        frr = self._run("frr", lambda: (len(self._frr(self._frr_wanted)), ()))
+        self._frr_dirty = not frr.ok
+        return frr
+
+    def _exposure(self, desired: DesiredState) -> ExposureConfig:
+        """The FRR block for a plan: the settings' policy, plus an exact entry for each tenant
+        subnet the plan advertises (frr/exposure.py says why exact)."""
+        subnets = {e.prefix for e in desired.exposures if e.reason is Reason.TENANT_SUBNET}
+        return exposure_config(self._bridges, self.settings.exposure, subnets)
 
     def _sync_kernel(self, desired: DesiredState) -> tuple[int, tuple[str, ...]]:
         result = self._kernel.sync(desired)

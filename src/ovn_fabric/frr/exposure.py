@@ -29,11 +29,22 @@ metric as the BGP MED: nothing here needs to know about it. The fabric compares 
 neighbour ASes (`bgp always-compare-med`, docs/FABRIC.md), so the spines prefer the
 destination's path (MED 0, or 1024 for IPv6), while the source's leaves keep forwarding to the
 source, which still delivers, until it withdraws.
+
+Tenant subnets ([tenant_networks], opt-in) are the one kind of prefix that is not a host route.
+Each subnet the plan advertises gets an exact-match entry of its own, in a range of sequence
+numbers after the host-route entries (so adding one never renumbers those):
+
+    ip prefix-list OVN-FABRIC-ALLOW4 seq 100005 permit 10.0.1.0/24      <- a planned subnet
+
+Exact entries, not the address scopes' prefixes: OVN carries only a scope's UUID, never its
+prefixes (they live in Neutron's subnet pools), and an exact entry permits only what the planner
+allowed after its scope, overlap and exposure checks. A subnet it refused, or any other subnet
+routed into br-ex by hand, stays unadvertised; the deny entries still come first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
@@ -41,6 +52,9 @@ from ovn_fabric.config import ExposurePolicy
 
 NAME_PREFIX = "OVN-FABRIC-"
 FAMILIES = (4, 6)
+# Tenant subnets' exact-match entries start here: after any number of deny and allow entries.
+TENANT_FIRST_SEQ = 100005
+SEQ_STEP = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +92,11 @@ def _host_len(version: int) -> int:
     return 32 if version == 4 else 128
 
 
-def _prefix_list(version: int, policy: ExposurePolicy) -> list[str]:
+def _prefix_list(version: int, policy: ExposurePolicy,
+                 tenant_subnets: frozenset[IPv4Network | IPv6Network]) -> list[str]:
     kw, name, host = _family_keyword(version), prefix_list_name(version), _host_len(version)
     lines = []
-    seq = 5
+    seq = SEQ_STEP
     deny = sorted({r.prefix for r in policy.deny if r.prefix.version == version},
                   key=_net_key)
     allow = sorted({r.prefix for r in policy.allow if r.prefix.version == version},
@@ -96,6 +111,13 @@ def _prefix_list(version: int, policy: ExposurePolicy) -> list[str]:
     if not allow:  # an empty prefix-list permits nothing, but say so explicitly
         zero = "0.0.0.0/0" if version == 4 else "::/0"
         lines.append(f"{kw} prefix-list {name} seq {seq} deny {zero} le {host}")
+    if seq >= TENANT_FIRST_SEQ:
+        raise ValueError(f"{len(lines)} allow and deny prefixes of IPv{version}: at most "
+                         f"{TENANT_FIRST_SEQ // SEQ_STEP - 2} fit before the tenant subnets")
+    subnets = sorted((net for net in tenant_subnets if net.version == version), key=_net_key)
+    for index, subnet in enumerate(subnets):
+        lines.append(f"{kw} prefix-list {name} seq {TENANT_FIRST_SEQ + SEQ_STEP * index} "
+                     f"permit {subnet}")
     return lines
 
 
@@ -103,12 +125,18 @@ def _net_key(net: IPv4Network | IPv6Network) -> tuple[int, int]:
     return int(net.network_address), net.prefixlen
 
 
-def exposure_config(bridges: Sequence[str], policy: ExposurePolicy) -> ExposureConfig:
-    """The agent's FRR lines for these managed bridges and this exposure policy."""
+def exposure_config(bridges: Sequence[str], policy: ExposurePolicy,
+                    tenant_subnets: Iterable[IPv4Network | IPv6Network] = ()) -> ExposureConfig:
+    """The agent's FRR lines for these managed bridges and this exposure policy, permitting
+    exactly `tenant_subnets` besides host routes (the subnets the plan advertises)."""
+    subnets = frozenset(tenant_subnets)
+    for subnet in subnets:
+        if subnet.prefixlen in (0, _host_len(subnet.version)):
+            raise ValueError(f"{subnet}: a tenant subnet is neither a host route nor a default")
     global_lines: list[str] = []
     bgp_lines: list[tuple[str, str]] = []
     for version in FAMILIES:
-        global_lines += _prefix_list(version, policy)
+        global_lines += _prefix_list(version, policy, subnets)
     for version in FAMILIES:
         kw, rmap = _family_keyword(version), route_map_name(version)
         for index, bridge in enumerate(sorted(bridges)):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ovn_fabric.lab import fabric, ovn, vlan
+from ovn_fabric.lab import address_scope, fabric, ovn, vlan
 from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.procs import alive, netns_pids, terminate
 from ovn_fabric.lab.sh import run, wait_until
@@ -37,6 +37,7 @@ def render_config(lab: Lab, node: str) -> str:
     provider = lab.topology.provider
     gateways = [f"{provider.gateway4}/{provider.cidr4.prefixlen}",
                 f"{provider.gateway6}/{provider.cidr6.prefixlen}"]
+    vlan_gateways = [gw for network in vlan.list_networks(lab.paths) for gw in network.gateways]
     return "\n".join([
         "[ovs]",
         f'db_socket = "{ovn.ovs_socket(lab.paths, node)}"',
@@ -57,6 +58,7 @@ def render_config(lab: Lab, node: str) -> str:
         "[status]",
         f'listen = "127.0.0.1:{STATUS_PORT}"',
         "",
+        *address_scope.agent_settings(lab.paths, lab.topology, [*gateways, *vlan_gateways]),
     ])
 
 
@@ -125,6 +127,14 @@ def start_all(lab: Lab) -> None:
         wait_in_sync(lab, dev.name)
 
 
+def restart_all(lab: Lab) -> None:
+    """Stop every agent and start it again with a fresh settings file (after the lab's address
+    scopes changed, say); returns once each is in sync."""
+    for dev in lab.topology.chassis:
+        stop(lab, dev.name)
+    start_all(lab)
+
+
 def restart_frr(lab: Lab, node: str) -> None:
     """Kill every FRR daemon of the node and start them again with the node's base
     configuration: everything pushed at run time (the agent's block) is gone."""
@@ -145,6 +155,6 @@ def restart_vswitchd(lab: Lab, node: str) -> None:
     ovn.restart_vswitchd(lab.paths, node)
 
 
-__all__ = ["agent_pid", "render_config", "restart_frr", "restart_vswitchd", "start",
+__all__ = ["agent_pid", "render_config", "restart_all", "restart_frr", "restart_vswitchd", "start",
            "start_all", "status", "stop", "wait_in_sync"]
 

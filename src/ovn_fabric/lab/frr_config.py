@@ -8,6 +8,9 @@ How the RHOSP 17 BGP design maps onto sessions (docs/FABRIC.md explains the why)
   route to each other's link-locals. Different AS -> eBGP (`remote-as external`): leaf-spine.
 - Peers are grouped by what they are (SPINES, LEAVES, ROUTERS, SERVERS): one policy per group.
 - Servers send only host routes (/32, /128); leaves and routers accept only host routes from them.
+  The one exception, when the topology has tenant pools (`[addressing] tenant4/tenant6`): gateway
+  chassis (peer group GATEWAYS) may also send, and their leaves accept, prefixes inside those
+  pools: tenant subnets routed without NAT, advertised from a router's active gateway.
 - When a device's AS is reused by devices it has no link to (every rack is AS 64999 in RHOSP 17),
   its sessions towards the upper tier carry `allowas-in origin`, so routes originated in another
   rack of the same AS are accepted, while a route that merely transits that AS is still refused.
@@ -41,16 +44,25 @@ class PeerGroup:
     reflect: bool                  # we are route reflector, they are clients
     from_hosts: bool               # accept only host routes from them
     to_upper_tier: bool            # we are a server talking to a leaf/router, or a leaf to a spine
+    tenant_routes: bool = False    # from_hosts: they are gateways, so tenant subnets too
 
 
-def _group_name(peer: Device) -> str:
+def _group_name(topology: Topology, peer: Device) -> str:
     if Role.SPINE in peer.roles:
         return "SPINES"
     if Role.LEAF in peer.roles:
         return "LEAVES"
     if Role.ROUTER in peer.roles:
         return "ROUTERS"
+    if sends_tenant_routes(topology, peer):
+        return "GATEWAYS"
     return "SERVERS"
+
+
+def sends_tenant_routes(topology: Topology, device: Device) -> bool:
+    """Whether the device may advertise tenant subnets: a gateway chassis (it may hold a
+    router's active gateway), in a topology with tenant pools."""
+    return Role.GATEWAY in device.roles and bool(topology.tenant_pools)
 
 
 def _tier(device: Device) -> int:
@@ -66,7 +78,7 @@ def peer_groups(topology: Topology, name: str) -> tuple[PeerGroup, ...]:
     me = topology.device(name)
     by_group: dict[str, list[Interface]] = {}
     for iface in topology.interfaces(name):
-        by_group.setdefault(_group_name(iface.peer), []).append(iface)
+        by_group.setdefault(_group_name(topology, iface.peer), []).append(iface)
     groups = []
     for group, ifaces in sorted(by_group.items()):
         kinds = {i.ibgp for i in ifaces}
@@ -81,6 +93,7 @@ def peer_groups(topology: Topology, name: str) -> tuple[PeerGroup, ...]:
                 reflect=all(i.reflect_to_peer for i in ifaces),
                 from_hosts=all(i.peer_is_host for i in ifaces) and not me.is_host,
                 to_upper_tier=all(_tier(i.peer) > _tier(me) for i in ifaces),
+                tenant_routes=group == "GATEWAYS" and not me.is_host,
             )
         )
     return tuple(groups)
@@ -119,9 +132,11 @@ def render(topology: Topology, name: str, *, log_file: str) -> str:
         "ip prefix-list LOOPBACK4 seq 10 permit 0.0.0.0/0 ge 32",
         "ip prefix-list HOST-ROUTES4 seq 10 permit 0.0.0.0/0 ge 32",
         *_encap_prefix_list(me),
+        *_gateway_prefix_list(topology, me, groups, 4),
         "ipv6 prefix-list LOOPBACK6 seq 5 deny ::1/128",
         "ipv6 prefix-list LOOPBACK6 seq 10 permit ::/0 ge 128",
         "ipv6 prefix-list HOST-ROUTES6 seq 10 permit ::/0 ge 128",
+        *_gateway_prefix_list(topology, me, groups, 6),
         "!",
         "route-map LOOPBACKS4 permit 10",
         " match interface lo",
@@ -176,7 +191,8 @@ def render(topology: Topology, name: str, *, log_file: str) -> str:
         lines += ["!", f" address-family {family} unicast",
                   f"  redistribute connected route-map LOOPBACKS{v}"]
         for group in groups:
-            lines += _family_policy(group, me, v, allowas)
+            lines += _family_policy(group, me, v, allowas,
+                                    gateway=sends_tenant_routes(topology, me))
         lines += [f"  maximum-paths {MAXIMUM_PATHS}", f"  maximum-paths ibgp {MAXIMUM_PATHS}",
                   " exit-address-family"]
     lines += ["exit", "!", "end", ""]
@@ -203,15 +219,31 @@ def _encap_route_map(me: Device) -> list[str]:
     ]
 
 
-def _family_policy(group: PeerGroup, me: Device, v: str, allowas: bool) -> list[str]:
+def _gateway_prefix_list(topology: Topology, me: Device, groups: tuple[PeerGroup, ...],
+                         version: int) -> list[str]:
+    """GATEWAY-ROUTES: host routes, and subnets inside the tenant pools (docs/FABRIC.md). On a
+    gateway chassis (sent) and on the switches it talks to (accepted)."""
+    if not (sends_tenant_routes(topology, me) or any(g.tenant_routes for g in groups)):
+        return []
+    kw, host = ("ip", 32) if version == 4 else ("ipv6", 128)
+    zero = "0.0.0.0/0" if version == 4 else "::/0"
+    pools = topology.tenant_pools4 if version == 4 else topology.tenant_pools6
+    return [f"{kw} prefix-list GATEWAY-ROUTES{version} seq 10 permit {zero} ge {host}",
+            *(f"{kw} prefix-list GATEWAY-ROUTES{version} seq {20 + 10 * index} permit {pool} "
+              f"le {host}" for index, pool in enumerate(pools))]
+
+
+def _family_policy(group: PeerGroup, me: Device, v: str, allowas: bool, *,
+                   gateway: bool) -> list[str]:
     n = f"  neighbor {group.name}"
     lines = [f"{n} activate"]
     if group.reflect:
         lines += [f"{n} route-reflector-client", f"{n} next-hop-self force"]
     if group.from_hosts:
-        lines.append(f"{n} prefix-list HOST-ROUTES{v} in")
+        accepted = "GATEWAY-ROUTES" if group.tenant_routes else "HOST-ROUTES"
+        lines.append(f"{n} prefix-list {accepted}{v} in")
     if me.is_host:
-        lines.append(f"{n} prefix-list HOST-ROUTES{v} out")
+        lines.append(f"{n} prefix-list {'GATEWAY-ROUTES' if gateway else 'HOST-ROUTES'}{v} out")
     if allowas and group.to_upper_tier:
         lines.append(f"{n} allowas-in origin")
     if group.to_upper_tier and not me.is_host:

@@ -136,6 +136,14 @@ class Topology:
     control_plane: ControlPlane
     provider: ProviderNetwork
     encap_pool4: IPv4Network
+    # Where tenant subnets routed without NAT (Neutron address scopes) come from: the leaves
+    # accept such prefixes from gateway chassis only inside these pools. Empty: none at all.
+    tenant_pools4: tuple[IPv4Network, ...] = ()
+    tenant_pools6: tuple[IPv6Network, ...] = ()
+
+    @property
+    def tenant_pools(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return (*self.tenant_pools4, *self.tenant_pools6)
 
     def encap(self, name: str) -> IPv4Address:
         """The tunnel endpoint (ovn-encap-ip) of the chassis `name`."""
@@ -266,7 +274,8 @@ def _build(data: dict[str, Any]) -> Topology:
     description = _get(data, "description", str, "top level", "")
 
     addressing = _get(data, "addressing", dict, "top level")
-    _check_keys(addressing, {"loopback4", "loopback6", "encap4"}, "addressing")
+    _check_keys(addressing, {"loopback4", "loopback6", "encap4", "tenant4", "tenant6"},
+                "addressing")
     pool4: IPv4Network = _net(_get(addressing, "loopback4", str, "addressing"),
                               "addressing.loopback4", 4)
     pool6: IPv6Network = _net(_get(addressing, "loopback6", str, "addressing"),
@@ -305,6 +314,21 @@ def _build(data: dict[str, Any]) -> Topology:
             raise TopologyError(f"control_plane: VIP equals the encap address of {dev.name!r}")
 
     provider = _build_provider(_get(data, "provider_network", dict, "top level"))
+    tenant4: tuple[IPv4Network, ...] = _tenant_pools(addressing, 4)
+    tenant6: tuple[IPv6Network, ...] = _tenant_pools(addressing, 6)
+    taken: list[tuple[IPv4Network | IPv6Network, str]] = [
+        (pool4, "the loopback pool"), (pool6, "the loopback pool"),
+        (encap_pool, "the encap pool"), (provider.cidr4, "the provider network"),
+        (provider.cidr6, "the provider network"),
+        (ipaddress.ip_network(control_plane.vip4), "the control-plane VIP"),
+        (ipaddress.ip_network(control_plane.vip6), "the control-plane VIP")]
+    pools: tuple[IPv4Network | IPv6Network, ...] = (*tenant4, *tenant6)
+    for pool in pools:
+        for other, what in taken:
+            if pool.version == other.version and pool.overlaps(other):
+                raise TopologyError(f"addressing.tenant{pool.version}: {pool} overlaps {what} "
+                                    f"{other}")
+        taken.append((pool, "another tenant pool"))
 
     controllers = [d for d in devices if d.is_controller]
     if len(controllers) != 1:
@@ -317,8 +341,25 @@ def _build(data: dict[str, Any]) -> Topology:
     return Topology(
         name=name, description=description, devices=devices, links=links, bfd=bfd,
         loopback_pool4=pool4, loopback_pool6=pool6, control_plane=control_plane,
-        provider=provider, encap_pool4=encap_pool,
+        provider=provider, encap_pool4=encap_pool, tenant_pools4=tenant4, tenant_pools6=tenant6,
     )
+
+
+def _tenant_pools(addressing: dict[str, Any], version: int) -> Any:
+    """`tenant4` / `tenant6`: a list of prefixes, each short enough to hold subnets."""
+    key = f"tenant{version}"
+    values = _get(addressing, key, list, "addressing", [])
+    pools = []
+    for index, value in enumerate(values):
+        where = f"addressing.{key}[{index}]"
+        if not isinstance(value, str):
+            raise TopologyError(f"{where}: expected a prefix string, got {value!r}")
+        pool = _net(value, where, version)
+        if pool.prefixlen == 0 or pool.prefixlen >= pool.max_prefixlen - 1:
+            raise TopologyError(f"{where}: {pool} is no pool of subnets (neither the default "
+                                f"route nor a host route)")
+        pools.append(pool)
+    return tuple(pools)
 
 
 def _build_devices(
