@@ -498,3 +498,80 @@ def test_deleting_the_virtual_port_withdraws_the_vip(lab: Lab, world: World, vip
     wait_until(lambda: not _originates(lab, holder.node, address), timeout=CONVERGE_S,
                what=f"{holder.node}'s route into br-ex for {address} removed")
     vports.release(holder, port.ip)
+
+
+# --- a virtual IP on a tenant network, reached through a floating IP --------------------------
+
+
+TENANT_VIP, TENANT_VIP_FIP = "10.0.1.50", "172.24.4.220"
+
+
+@dataclass(frozen=True)
+class TenantVip:
+    parents: tuple[Vm, Vm]
+    port: vports.VirtualPort
+    fip: vports.VipFloatingIp
+
+
+@pytest.fixture(scope="module")
+def tenant_vip(lab: Lab, world: World) -> Iterator[TenantVip]:
+    """keepalived on tenant network net1 (t1 on compute1, t2 on compute3) with a floating IP on
+    its VIP, Neutron in distributed-FIP mode; t1 holds the VIP when the FIP is associated."""
+    net = NET1[0]
+    parents = (vmmod.add_vm(lab.paths, lab.topology, name="t1", node="compute1", network=net),
+               vmmod.add_vm(lab.paths, lab.topology, name="t2", node="compute3", network=net))
+    running = [servers.serve_name(vm.netns, VIP_SERVICE_PORT, vm.name) for vm in parents]
+    address = ip_address(TENANT_VIP)
+    for parent in parents:
+        vports.allow_address_pairs(lab, parent, [address])
+    port = vports.add_virtual_port(lab, "vip-tenant", address, parents)
+    vports.take(parents[0], address)
+    wait_until(lambda: vports.binding(lab, port) == (parents[0].node, parents[0].port_id),
+               timeout=CONVERGE_S, what=f"{port.name} bound to t1")
+    central = lab.topology.controller.name
+    wait_until(lambda: ovn.nbctl(lab.paths, central, "get", "Logical_Switch_Port",
+                                 port.port_id, "up").strip() == "true",
+               timeout=CONVERGE_S, what=f"{port.name} up in the NB")
+    external.set_fip_distributed(lab, True)
+    fip = vports.add_floating_ip(lab, ROUTER, port, external_ip=IPv4Address(TENANT_VIP_FIP))
+    try:
+        yield TenantVip(parents, port, fip)
+    finally:
+        vports.del_floating_ip(lab, fip)
+        external.set_fip_distributed(lab, False)
+        vports.del_virtual_port(lab, port)
+        for server in running:
+            server.stop()
+
+
+def _tenant_vip_served_by(lab: Lab, world: World, tenant_vip: TenantVip, holder: Vm) -> None:
+    """Wait until the SB binds the tenant VIP to `holder`, its FIP is at both spines via
+    `holder`'s rack, and `holder` answers on the FIP."""
+    address = str(tenant_vip.fip.external_ip)
+    start = time.monotonic()
+    wait_until(lambda: vports.binding(lab, tenant_vip.port) == (holder.node, holder.port_id),
+               timeout=CONVERGE_S, what=f"the tenant VIP bound to {holder.name}")
+    wait_until(lambda: probe.at_spines_via(lab, address, holder.node), timeout=CONVERGE_S,
+               what=f"{address} at both spines via the leaves of {holder.node}")
+    print(f"\n{address} (FIP of {tenant_vip.port.ip}): via {holder.node}'s leaves "
+          f"{time.monotonic() - start:.2f} s after {holder.name} held the VIP")
+    assert _advertised(lab, holder.node).get(f"{address}/32") == {"floating-ip"}
+    wait_until(lambda: _ask(world, address, VIP_SERVICE_PORT) == holder.name,
+               timeout=CONVERGE_S, interval=0.05, what=f"{holder.name} to answer on {address}")
+
+
+def test_a_tenant_vip_floating_ip_follows_the_virtual_parent(lab: Lab, world: World,
+                                                             tenant_vip: TenantVip) -> None:
+    """Distributed mode: Neutron gives the NAT row an external_mac (the virtual LSP is up once
+    claimed), northd makes it resident on the virtual port, so the FIP is NATed, and must be
+    advertised, on the chassis of the current virtual_parent, not on the gateway."""
+    address = str(tenant_vip.fip.external_ip)
+    first, second = tenant_vip.parents
+    assert tenant_vip.fip.external_mac is not None
+    _tenant_vip_served_by(lab, world, tenant_vip, first)
+    vports.release(first, tenant_vip.port.ip)
+    vports.take(second, tenant_vip.port.ip)
+    _tenant_vip_served_by(lab, world, tenant_vip, second)
+    wait_until(lambda: not _originates(lab, first.node, address), timeout=CONVERGE_S,
+               what=f"{first.node} to stop advertising {address}")
+    assert not _originates(lab, ACTIVE, address)      # never the gateway in this mode

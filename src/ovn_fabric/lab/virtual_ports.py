@@ -10,6 +10,8 @@ as Neutron writes them (shared/OVN_DATA.md (f)).
 - A parent takes the VIP by holding the address and announcing it (`announce.py`: a
   gratuitous ARP, or an unsolicited NA); ovn-controller on its chassis then binds the virtual
   port there (SB `chassis` and `virtual_parent`).
+- On a tenant network the VIP is reached through a floating IP (`add_floating_ip`); in
+  Neutron's distributed mode its NAT runs where the virtual port is bound.
 - Neutron <= 28 then writes the parent's host into the virtual LSP's `neutron:host_id`
   (`record_parent_host`); the agent does not need it.
 """
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from ovn_fabric.lab import neutron, ovn
+from ovn_fabric.lab import external, neutron, ovn
 from ovn_fabric.lab import vm as vmmod
 from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.sh import run
@@ -100,6 +102,66 @@ def add_virtual_port(lab: Lab, name: str, ip: Address | str, parents: Sequence[V
     return port
 
 
+@dataclass(frozen=True, slots=True)
+class VipFloatingIp:
+    """A floating IP associated with a virtual port (keepalived's VIP on a tenant network)."""
+
+    external_ip: IPv4Address
+    external_mac: str | None       # set: distributed (NATed where the virtual port is bound)
+    port: VirtualPort
+    router: str
+
+
+def add_floating_ip(lab: Lab, router_name: str, port: VirtualPort, *,
+                    external_ip: IPv4Address | None = None) -> VipFloatingIp:
+    """Associate a floating IP with the virtual port as Neutron's
+    `_create_or_update_floatingip` does: `external_mac` (the FIP port's MAC) only when FIPs are
+    distributed and the port's LSP is up, which a virtual port is once a parent has claimed it
+    (then northd makes the NAT resident where the virtual port is bound)."""
+    router = neutron.load_router(lab.paths, router_name)
+    if not isinstance(port.ip, IPv4Address):
+        raise VirtualPortError(f"{port.name}: floating IPs are IPv4")
+    address = external_ip or external.free_fip_address(lab)
+    central = lab.topology.controller.name
+    up = ovn.nbctl(lab.paths, central, "get", "Logical_Switch_Port", port.port_id,
+                   "up").strip() == "true"
+    mac = neutron.neutron_mac(lab.paths, "floating-ip", str(address))
+    provider = ovn.provider_ids(lab.paths, lab.topology.provider)
+    ids = {
+        "neutron:fip_external_mac": mac,
+        "neutron:fip_id": ovn.lab_uuid(lab.paths, "floating-ip", str(address)),
+        "neutron:fip_network_id": provider.network_id,
+        "neutron:fip_port_id": ovn.lab_uuid(lab.paths, "floating-ip-port", str(address)),
+        "neutron:revision_number": "1",
+        "neutron:router_name": router.lr,
+    }
+    distributed = external.fip_distributed(lab) and up
+    columns = ["type=dnat_and_snat", f'external_ip="{address}"', f'logical_ip="{port.ip}"',
+               f'logical_port="{port.port_id}"',
+               f"options={ovn.ovsdb_map({'stateless': 'false'})}",
+               f"external_ids={ovn.ovsdb_map(ids)}", "gateway_port=@gw",
+               *([f'external_mac="{mac}"'] if distributed else [])]
+    ovn.nbctl(lab.paths, central,
+              "--", "--id=@gw", "get", "Logical_Router_Port", router.gw_lrp, "_uuid",
+              "--", "--id=@fip", "create", "NAT", *columns,
+              "--", "add", "Logical_Router", router.lr, "nat", "@fip",
+              "--", "set", "Logical_Switch_Port", port.port_id,
+              f'external_ids:"neutron:port_fip"="{address}"')
+    return VipFloatingIp(address, mac if distributed else None, port, router_name)
+
+
+def del_floating_ip(lab: Lab, fip: VipFloatingIp) -> None:
+    central = lab.topology.controller.name
+    router = neutron.load_router(lab.paths, fip.router)
+    nats = ovn.nbctl(lab.paths, central, "--bare", "--columns=_uuid", "find", "NAT",
+                     "type=dnat_and_snat", f'external_ip="{fip.external_ip}"').split()
+    args = [arg for nat in nats for arg in ("--", "remove", "Logical_Router", router.lr, "nat",
+                                            nat)]
+    args += ["--", "--if-exists", "remove", "Logical_Switch_Port", fip.port.port_id,
+             "external_ids", '"neutron:port_fip"']
+    ovn.nbctl(lab.paths, central, *args)
+
+
 def del_virtual_port(lab: Lab, port: VirtualPort) -> None:
     ovn.nbctl(lab.paths, lab.topology.controller.name, "--if-exists", "lsp-del", port.port_id)
 
@@ -161,5 +223,6 @@ def record_parent_host(lab: Lab, port: VirtualPort) -> str:
     return host
 
 
-__all__ = ["VirtualPort", "VirtualPortError", "add_virtual_port", "allow_address_pairs",
-           "binding", "del_virtual_port", "record_parent_host", "release", "take"]
+__all__ = ["VipFloatingIp", "VirtualPort", "VirtualPortError", "add_floating_ip",
+           "add_virtual_port", "allow_address_pairs", "binding", "del_floating_ip",
+           "del_virtual_port", "record_parent_host", "release", "take"]
