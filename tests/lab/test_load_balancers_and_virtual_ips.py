@@ -16,7 +16,8 @@ Virtual IPs (allowed-address pairs, lab/virtual_ports.py): parents p1 (compute1)
 each: OVN's virtual-ip is one address). The parent that announces the VIP (gratuitous ARP,
 unsolicited NA) becomes `virtual_parent` in the SB, its node advertises the VIP and the client
 reaches that parent; when the other parent takes over, the route moves racks; deleting the
-virtual port withdraws it.
+virtual port withdraws it. On tenant network net1 (t1 on compute1, t2 on compute3) a VIP is
+reached through a floating IP; in Neutron's distributed mode that FIP follows the virtual parent.
 
 Port forwarding (Neutron's router-only load balancers) cannot be shown on OVN 23.03: its SB has
 no router load balancers (`lr_datapath_group` is new in 24.03):
