@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 
 from ovn_fabric.lab import fabric, neutron, ovn
 from ovn_fabric.lab import vm as vmmod
@@ -81,6 +81,49 @@ def add_client(lab: Lab, name: str = "ext", *, spine: str = "spine1",
                  "-c", "address-family ipv4 unicast",
                  "-c", f"network {cidr}")
     return client
+
+
+DEFAULT_CIDR6 = IPv6Network("2001:db8:113::/64")   # in the documentation prefix (RFC 3849)
+
+
+@dataclass(frozen=True, slots=True)
+class Client6:
+    """The IPv6 side of an external client: `cidr` on the same veth, advertised by its spine."""
+
+    client: Client
+    cidr: IPv6Network
+    spine_ip: IPv6Interface
+    ip: IPv6Interface
+
+
+def add_client_ipv6(lab: Lab, client: Client, *,
+                    cidr: IPv6Network = DEFAULT_CIDR6) -> Client6:
+    """Give an external client an IPv6 subnet too: the spine holds `::1`, the client `::2`
+    with its default route via the spine, and the spine advertises `cidr` (a BGP `network` in
+    its IPv6 unicast family)."""
+    device = lab.topology.device(client.spine)
+    six = Client6(client=client, cidr=cidr,
+                  spine_ip=IPv6Interface(f"{cidr.network_address + 1}/{cidr.prefixlen}"),
+                  ip=IPv6Interface(f"{cidr.network_address + 2}/{cidr.prefixlen}"))
+    run(["ip", "-n", lab.netns(client.spine), "address", "add", str(six.spine_ip), "dev",
+         client.spine_ifname, "nodad"])
+    run(["ip", "-n", client.netns, "-batch", "-"], input_text="\n".join([
+        f"address add {six.ip} dev eth0 nodad",
+        f"route add default via {six.spine_ip.ip} dev eth0"]) + "\n")
+    fabric.vtysh(lab.paths, client.spine, "-c", "configure terminal",
+                 "-c", f"router bgp {device.asn}",
+                 "-c", "address-family ipv6 unicast",
+                 "-c", f"network {cidr}")
+    return six
+
+
+def del_client_ipv6(lab: Lab, six: Client6) -> None:
+    """Withdraw the IPv6 subnet (the addresses go with the client's namespace)."""
+    device = lab.topology.device(six.client.spine)
+    fabric.vtysh(lab.paths, six.client.spine, "-c", "configure terminal",
+                 "-c", f"router bgp {device.asn}",
+                 "-c", "address-family ipv6 unicast",
+                 "-c", f"no network {six.cidr}")
 
 
 def del_client(lab: Lab, client: Client) -> None:
@@ -191,6 +234,6 @@ def del_floating_ip(lab: Lab, fip: FloatingIp) -> None:
     ovn.nbctl(lab.paths, lab.topology.controller.name, *args)
 
 
-__all__ = ["DEFAULT_CIDR", "Client", "ExternalError", "FloatingIp", "add_client",
-           "add_floating_ip", "del_client", "del_floating_ip", "fip_distributed",
-           "free_fip_address", "set_fip_distributed"]
+__all__ = ["DEFAULT_CIDR", "DEFAULT_CIDR6", "Client", "Client6", "ExternalError", "FloatingIp",
+           "add_client", "add_client_ipv6", "add_floating_ip", "del_client", "del_client_ipv6",
+           "del_floating_ip", "fip_distributed", "free_fip_address", "set_fip_distributed"]
