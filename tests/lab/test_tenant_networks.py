@@ -119,7 +119,7 @@ def world(lab: Lab) -> World:
                                            scope4=scope4, scope6=scope6)
     vm = vmmod.add_vm(lab.paths, lab.topology, name="a1", node="compute1", network=name)
     client = external.add_client(lab, "ext")
-    client_ip6 = address_scope.add_client_ipv6(lab, client)
+    client_ip6 = external.add_client_ipv6(lab, client).ip
     for node in (ACTIVE, STANDBY):
         probe.wait_learnt(lab, node, str(client.cidr), CONVERGE_S)
         probe.wait_learnt(lab, node, str(client_ip6.network), CONVERGE_S)

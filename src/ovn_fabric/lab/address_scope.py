@@ -17,26 +17,21 @@ What the lab does here, next to neutron.py's rows:
   the scope on the interface LSP (and on the router's gateway LSP, whose external subnet is in
   the same scope), and no SNAT row.
 - `detach`: Neutron's remove_router_interface: the LRP, the LSP and the subnet's SNAT row go.
-- `add_client_ipv6`: an IPv6 leg for the external client of external.py, which is IPv4 only.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv6Address, IPv6Interface, IPv6Network, ip_interface
+from ipaddress import IPv4Address, IPv6Address, ip_interface
 from pathlib import Path
 
-from ovn_fabric.lab import fabric, neutron, ovn
-from ovn_fabric.lab.external import Client
-from ovn_fabric.lab.lab import Lab
+from ovn_fabric.lab import neutron, ovn
 from ovn_fabric.lab.neutron import NeutronError, Router, RouterInterface
 from ovn_fabric.lab.paths import LabPaths
-from ovn_fabric.lab.sh import run
 from ovn_fabric.lab.topology import Topology
 
 SCOPE_KEYS = {4: "neutron:subnet_pool_addr_scope4", 6: "neutron:subnet_pool_addr_scope6"}
-DEFAULT_CLIENT_CIDR6 = IPv6Network("2001:db8:113::/64")     # documentation range (RFC 3849)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,24 +152,5 @@ def detach(paths: LabPaths, topology: Topology, router_name: str, network_name: 
     return updated
 
 
-def add_client_ipv6(lab: Lab, client: Client,
-                    cidr6: IPv6Network = DEFAULT_CLIENT_CIDR6) -> IPv6Interface:
-    """Give the external client an IPv6 subnet behind its spine, advertised by the spine as
-    external.add_client does for IPv4. Returns the client's address."""
-    spine_ip = IPv6Interface(f"{cidr6.network_address + 1}/{cidr6.prefixlen}")
-    client_ip = IPv6Interface(f"{cidr6.network_address + 2}/{cidr6.prefixlen}")
-    for netns in (lab.netns(client.spine), client.netns):
-        run(["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"], netns=netns)
-    run(["ip", "-n", lab.netns(client.spine), "address", "add", str(spine_ip),
-         "dev", client.spine_ifname, "nodad"])
-    run(["ip", "-n", client.netns, "-batch", "-"], input_text="\n".join([
-        f"address add {client_ip} dev eth0 nodad",
-        f"route add default via {spine_ip.ip} dev eth0"]) + "\n")
-    fabric.vtysh(lab.paths, client.spine, "-c", "configure terminal",
-                 "-c", f"router bgp {lab.topology.device(client.spine).asn}",
-                 "-c", "address-family ipv6 unicast", "-c", f"network {cidr6}")
-    return client_ip
-
-
-__all__ = ["AddressScope", "add_client_ipv6", "add_scope", "agent_settings",
+__all__ = ["AddressScope", "add_scope", "agent_settings",
            "attach_in_scope", "detach", "list_scopes"]
