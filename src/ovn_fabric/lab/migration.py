@@ -167,16 +167,10 @@ def _plug_destination(paths: LabPaths, topology: Topology, vm: Vm, node: str) ->
 
 def _switch_over_batch(paths: LabPaths, topology: Topology, vm: Vm) -> str:
     seg = vmmod.segment(paths, topology, vm.network)
-    mtu = [f"link set dev eth0 mtu {seg.mtu}"] if seg.mtu else []
     return "\n".join([
         "link del dev eth0",
         f"link set dev {NEW_IFNAME} name eth0",
-        *mtu,
-        "link set dev eth0 up",
-        f"address add {vm.ip4} dev eth0",
-        f"address add {vm.ip6} dev eth0 nodad",
-        f"route add default via {seg.gateway4} dev eth0",
-        f"route add default via {seg.gateway6} dev eth0",
+        *vmmod.eth0_setup(vm, seg),
     ]) + "\n"
 
 

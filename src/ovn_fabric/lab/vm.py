@@ -112,6 +112,20 @@ class Segment:
     overlay: bool           # reached over Geneve: offloads off in the VM
 
 
+def eth0_setup(vm: Vm, seg: Segment) -> list[str]:
+    """The `ip -batch` lines that bring a VM's eth0 up on its segment: MTU, addresses and
+    default routes (as cloud-init and DHCP would)."""
+    mtu = [f"link set dev eth0 mtu {seg.mtu}"] if seg.mtu else []
+    return [
+        *mtu,
+        "link set dev eth0 up",
+        f"address add {vm.ip4} dev eth0",
+        f"address add {vm.ip6} dev eth0 nodad",
+        f"route add default via {seg.gateway4} dev eth0",
+        f"route add default via {seg.gateway6} dev eth0",
+    ]
+
+
 def segment(paths: LabPaths, topology: Topology, network: str | None) -> Segment:
     """The provider network (None or its name), a VLAN provider network created with vlan.py
     or a tenant network created with neutron.py."""
@@ -298,18 +312,9 @@ def _create_namespace(paths: LabPaths, topology: Topology, vm: Vm) -> None:
          "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.eth0.accept_dad=0"],
         netns=vm.netns)
     seg = segment(paths, topology, vm.network)
-    mtu = [f"link set dev eth0 mtu {seg.mtu}"] if seg.mtu else []
     if seg.mtu:
         run(["ip", "-n", node_ns, "link", "set", "dev", vm.tap, "mtu", str(seg.mtu)])
-    batch = "\n".join([
-        "link set dev lo up",
-        *mtu,
-        "link set dev eth0 up",
-        f"address add {vm.ip4} dev eth0",
-        f"address add {vm.ip6} dev eth0 nodad",
-        f"route add default via {seg.gateway4} dev eth0",
-        f"route add default via {seg.gateway6} dev eth0",
-    ]) + "\n"
+    batch = "\n".join(["link set dev lo up", *eth0_setup(vm, seg)]) + "\n"
     run(["ip", "-n", vm.netns, "-batch", "-"], input_text=batch)
     if seg.overlay:
         run(["ethtool", "-K", "eth0", "tx", "off"], netns=vm.netns)
@@ -384,5 +389,5 @@ def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
     shutil.rmtree(paths.vm_dir(name))
 
 
-__all__ = ["Segment", "Vm", "VmError", "add_vm", "del_vm", "list_vms", "load_vm",
+__all__ = ["Segment", "Vm", "VmError", "add_vm", "del_vm", "eth0_setup", "list_vms", "load_vm",
            "port_external_ids", "segment", "tap_name", "vm_mac"]
