@@ -13,6 +13,8 @@
                                  | router attach ROUTER NETWORK | router del NAME | router list
     ovn-fabric lab link cut A B [--silent] [--index N] | link restore A B [--index N]
     ovn-fabric lab vip move NODE
+    ovn-fabric lab client add [NAME] [--spine S] | client del NAME | client list
+    ovn-fabric lab fip add ROUTER VM [--address A] | fip del A | fip list | fip mode [MODE]
     ovn-fabric agent --config FILE
     ovn-fabric status [--url http://127.0.0.1:9247] [--json]
 """
@@ -26,6 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ovn_fabric import cli_external
 from ovn_fabric.lab.paths import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
@@ -77,6 +80,7 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--to", required=True, help="the destination chassis")
 
     _neutron_parsers(lab_sub, with_prefix)
+    cli_external.add_parsers(lab_sub, with_prefix)
 
     link = lab_sub.add_parser("link", help="break and mend fabric links")
     link_sub = link.add_subparsers(dest="link_command", required=True)
@@ -188,7 +192,8 @@ def _lab_vip(args: argparse.Namespace) -> int:
 def _run_lab(args: argparse.Namespace) -> int:
     handlers = {"up": _lab_up, "down": _lab_down, "status": _lab_status, "exec": _exec,
                 "vtysh": _exec, "vm": _run_vm, "link": _lab_link, "vip": _lab_vip,
-                "network": _run_network, "router": _run_router}
+                "network": _run_network, "router": _run_router,
+                "client": cli_external.run_client, "fip": cli_external.run_fip}
     return handlers[args.lab_command](args)
 
 

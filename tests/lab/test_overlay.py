@@ -503,3 +503,45 @@ def test_vm_router_and_network_del_remove_every_row_they_made(lab: Lab, tenant: 
     assert "r2" not in _cli(lab, "router", "list")
     # what the module built is untouched
     assert _ping(tenant.a1, str(tenant.c2.ip4.ip)).received == 10
+
+
+# --- 7. the outside world, through the CLI ------------------------------------------------------
+
+
+def test_cli_client_and_floating_ip_reach_a_tenant_vm_and_del_removes_them(
+        lab: Lab, tenant: Tenant) -> None:
+    """`lab client add` puts a host behind spine1, `lab fip add` gives a1 a floating IP;
+    the client pings a1 through it (OVN's DNAT on the gateway, advertised by the agent), and
+    `del` removes the NAT row, the route at the spines and the client's namespace."""
+    central = lab.topology.controller.name
+
+    def nat_rows() -> set[str]:
+        return set(ovn.nbctl(lab.paths, central, "--bare", "--columns=_uuid", "list",
+                             "NAT").split())
+
+    before = nat_rows()
+    added = _cli(lab, "client", "add", "out", "--cidr", "198.51.100.0/29",
+                 "--cidr6", "2001:db8:114::/64")
+    assert added.split()[1:3] == ["198.51.100.2/29", "2001:db8:114::2/64"], added
+    assert "out " in _cli(lab, "client", "list")
+    fip = _cli(lab, "fip", "add", ROUTER, "a1").split()[0]
+    assert f"{fip} -> a1" in _cli(lab, "fip", "list")
+    assert _cli(lab, "fip", "mode").strip() in {"distributed", "centralized"}
+    client_ns = lab.paths.netns("out")
+    try:
+        wait_until(lambda: run(["ping", "-n", "-c", "1", "-W", "1", fip], netns=client_ns,
+                               check=False).returncode == 0,
+                   timeout=CONVERGE_S, interval=0.05, what=f"the client to ping {fip}")
+        # `lab exec` finds the client by name, like a device or a VM.
+        proc = subprocess.run([sys.executable, "-m", "ovn_fabric.cli", "lab", "exec", "out",
+                               "--prefix", lab.prefix, "--", "ping", "-c", "1", "-W", "2", fip],
+                              capture_output=True, text=True, check=False, timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        _cli(lab, "fip", "del", fip)
+        _cli(lab, "client", "del", "out")
+    assert nat_rows() == before
+    assert _cli(lab, "fip", "list").strip() == ""
+    wait_until(lambda: probe.route_devs(lab, "spine1", fip) == set(), timeout=CONVERGE_S,
+               what=f"{fip} withdrawn at spine1")
+    assert client_ns not in run(["ip", "netns", "list"]).stdout.split()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from ovn_fabric.lab.external_records import load_client
 from ovn_fabric.lab.lab import Lab, bfd_peers, bgp_peers, kernel_routes
 from ovn_fabric.lab.sh import CommandError
 
@@ -100,7 +101,8 @@ def collect(lab: Lab) -> StatusReport:
 
 
 def namespace_of(lab: Lab, node: str) -> str:
-    """The namespace of a device, or of a VM of the lab."""
+    """The namespace of a device, of an external client, or of a VM of the lab."""
     if any(d.name == node for d in lab.topology.devices):
         return lab.paths.netns(node)
-    return lab.paths.vm_netns(node)
+    client = load_client(lab.paths, node)
+    return client.client.netns if client is not None else lab.paths.vm_netns(node)
