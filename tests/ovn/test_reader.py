@@ -800,11 +800,13 @@ def test_garbage_rows_become_problems_and_the_rest_is_read(
     nameless = cloud.add_chassis("")
     cloud.add_port("vip-2", "private", type="virtual", chassis=ref(nameless))
     cloud.set_local(ovn_bridge_mappings="datacentre")
-    view = wait_ports(reader, SEEN_FROM_LOCAL | {"vm-bad-mac", "vip-2"}, "the garbage read")
-    problems = {(p.table, p.column) for p in view.problems}
-    assert ("Port_Binding", "logical_port") in problems
-    assert ("Chassis", "name") in problems
-    assert ("Open_vSwitch", "external_ids:ovn-bridge-mappings") in problems
+    wait_ports(reader, SEEN_FROM_LOCAL | {"vm-bad-mac", "vip-2"}, "the garbage read")
+    garbage = {("Port_Binding", "logical_port"), ("Chassis", "name"),
+               ("Open_vSwitch", "external_ids:ovn-bridge-mappings")}
+    # The local OVS and the SB are two connections: the bad mapping may arrive after the ports.
+    wait_until(lambda: (v := reader.synced_snapshot()) is not None
+               and garbage <= {(p.table, p.column) for p in v.problems},
+               timeout=WAIT, what="every garbage row reported as a problem")
     assert reader.synced
     # and when the data is fixed, so is the view
     cloud.transact({"op": "delete", "table": "Port_Binding",
