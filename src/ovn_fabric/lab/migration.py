@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from ovn_fabric.lab import ovn
 from ovn_fabric.lab import vm as vmmod
 from ovn_fabric.lab.paths import LabPaths
-from ovn_fabric.lab.sh import CommandError, run, wait_until
+from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.topology import Topology
 from ovn_fabric.lab.vm import Vm, VmError
 
@@ -196,15 +196,6 @@ def _finish_rarp_sender(proc: subprocess.Popen[str]) -> None:
         raise MigrationError(f"the RARP sender failed (exit {proc.returncode})")
 
 
-def _unplug_source(paths: LabPaths, vm: Vm) -> None:
-    try:
-        ovn.vsctl(paths, vm.node, "--if-exists", "del-port", ovn.INTEGRATION_BRIDGE, vm.tap)
-    except CommandError:
-        if ovn.ovs_socket(paths, vm.node).exists():
-            raise
-    run(["ip", "-n", paths.netns(vm.node), "link", "del", "dev", vm.tap], check=False)
-
-
 def migrate_vm(paths: LabPaths, topology: Topology, name: str, to_node: str) -> Migration:
     """Live-migrate VM `name` to chassis `to_node`, make-before-break (module docstring);
     return once the destination is the port's only chassis and the source is unplugged."""
@@ -256,7 +247,7 @@ def migrate_vm(paths: LabPaths, topology: Topology, name: str, to_node: str) -> 
     wait_until(only_destination, timeout=STEP_TIMEOUT, interval=0.02,
                what=f"{to_node} to become the only chassis of the port of {name}")
     finished = time.monotonic()
-    _unplug_source(paths, vm)
+    vmmod.unplug(paths, vm)
     unplugged = time.monotonic()
     (paths.vm_dir(name) / vmmod.STATE_FILE).write_text(moved.to_json())
     return Migration(moved, vm.node, started, dual_bound, switched, activated, rebound,

@@ -368,11 +368,9 @@ def _kill_namespace_processes(netns: str) -> None:
     terminate(netns_pids(netns), grace=0.5)
 
 
-def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
-    """Remove VM `name`: its switch port, its OVS port, its namespace (and anything running in
-    it) and its record. Parts already gone are skipped."""
-    vm = load_vm(paths, name)
-    ovn.nbctl(paths, topology.controller.name, "--if-exists", "lsp-del", vm.port_id)
+def unplug(paths: LabPaths, vm: Vm) -> None:
+    """Take the VM's tap out of its node's br-int and delete it (as os-vif does when the
+    instance goes); a node whose OVS is gone already is no error."""
     try:
         ovn.vsctl(paths, vm.node, "--if-exists", "del-port", ovn.INTEGRATION_BRIDGE, vm.tap)
     except CommandError:
@@ -383,6 +381,14 @@ def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
     # background; seen taking over a second on a busy machine), and adding a VM of the same
     # name in the meantime fails with "File exists".
     run(["ip", "-n", paths.netns(vm.node), "link", "del", "dev", vm.tap], check=False)
+
+
+def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
+    """Remove VM `name`: its switch port, its OVS port, its namespace (and anything running in
+    it) and its record. Parts already gone are skipped."""
+    vm = load_vm(paths, name)
+    ovn.nbctl(paths, topology.controller.name, "--if-exists", "lsp-del", vm.port_id)
+    unplug(paths, vm)
     if _netns_exists(vm.netns):
         _kill_namespace_processes(vm.netns)
         run(["ip", "netns", "delete", vm.netns])
@@ -390,4 +396,4 @@ def del_vm(paths: LabPaths, topology: Topology, name: str) -> None:
 
 
 __all__ = ["Segment", "Vm", "VmError", "add_vm", "del_vm", "eth0_setup", "list_vms", "load_vm",
-           "port_external_ids", "segment", "tap_name", "vm_mac"]
+           "port_external_ids", "segment", "tap_name", "unplug", "vm_mac"]
