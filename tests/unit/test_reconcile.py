@@ -53,8 +53,10 @@ class Source:
 class Kernel:
     mem: MemKernel = field(default_factory=lambda: MemKernel(devices={"br-ex"}))
     fail_next: OSError | None = None
+    full_rounds: int = 0
 
-    def sync(self, desired: DesiredState) -> SyncResult:
+    def sync(self, desired: DesiredState, *, full: bool = False) -> SyncResult:
+        self.full_rounds += full
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error

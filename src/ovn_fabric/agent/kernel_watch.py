@@ -12,6 +12,11 @@ only for events that can mean our state was touched:
   (ovs-vswitchd recreates its taps when it restarts).
 
 Our own changes echo back as events. That costs one more pass, which finds nothing to do.
+
+Each such event is also handed over as a `Touch` (`on_touches`, before the loop is marked): the
+kernel driver checks it against what it believes the kernel holds, and reads everything back
+only when the event contradicts that belief (dataplane/kernel_cache.py). An echo of the
+driver's own change agrees with it and costs no read-back.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
+from ipaddress import IPv6Address, ip_address, ip_network
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -34,38 +40,104 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_NEIGH,
 )
 
-from ovn_fabric.model import RTPROT_OVN_FABRIC
+from ovn_fabric.dataplane.kernel_cache import Touch, TouchKind
+from ovn_fabric.model import RTPROT_OVN_FABRIC, IPAddress, IPNetwork
 
 log = logging.getLogger(__name__)
 
 GROUPS = (RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
           | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
 RTPROT_BOOT, RTPROT_STATIC = 3, 4
+_NUD_NOARP, _NUD_PERMANENT, _NTF_EXT_LEARNED = 0x40, 0x80, 0x10
+_AF_INET = 2
 
 
 def touches_our_state(msg: Any, bridges: frozenset[str], names: dict[int, str]) -> bool:
     """Whether one netlink event can mean our state was changed from outside. Pure; also keeps
     `names` (ifindex -> name) current from link events."""
-    event = msg["event"]
-    if event in ("RTM_NEWLINK", "RTM_DELLINK"):
-        name = msg.get_attr("IFLA_IFNAME")
-        if event == "RTM_NEWLINK":
-            names[msg["index"]] = name
-        else:
-            names.pop(msg["index"], None)
-        return name in bridges
-    if event == "RTM_DELROUTE":
-        return bool(msg["proto"] == RTPROT_OVN_FABRIC)
-    if event == "RTM_NEWROUTE":
-        host_len = 32 if msg["family"] == 2 else 128
-        return bool(msg["proto"] in (RTPROT_BOOT, RTPROT_STATIC) and msg["dst_len"] == host_len)
-    if event in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
-        ours = msg.get_attr("NDA_PROTOCOL") == RTPROT_OVN_FABRIC
-        on_bridge = names.get(msg["ifindex"]) in bridges
-        return ours if event == "RTM_DELNEIGH" else (on_bridge and not ours)
-    if event == "RTM_DELADDR":
-        return names.get(msg["index"]) in bridges
-    return False
+    return touch_of(msg, bridges, names) is not None
+
+
+def touch_of(msg: Any, bridges: frozenset[str], names: dict[int, str]) -> Touch | None:
+    """What one netlink event can mean for our state (None: nothing). Pure; also keeps `names`
+    (ifindex -> name) current from link events."""
+    judge = _JUDGES.get(msg["event"])
+    return judge(msg, bridges, names) if judge is not None else None
+
+
+def _link(msg: Any, bridges: frozenset[str], names: dict[int, str]) -> Touch | None:
+    name = msg.get_attr("IFLA_IFNAME")
+    if msg["event"] == "RTM_NEWLINK":
+        names[msg["index"]] = name
+    else:
+        names.pop(msg["index"], None)
+    return Touch(TouchKind.BRIDGE_CHANGED, dev=name) if name in bridges else None
+
+
+def _route_deleted(msg: Any, _bridges: frozenset[str], _names: dict[int, str]) -> Touch | None:
+    if msg["proto"] != RTPROT_OVN_FABRIC:
+        return None
+    return Touch(TouchKind.ROUTE_DELETED, dst=_route_dst(msg))
+
+
+def _route_set(msg: Any, _bridges: frozenset[str], _names: dict[int, str]) -> Touch | None:
+    host_len = 32 if msg["family"] == _AF_INET else 128
+    if msg["proto"] not in (RTPROT_BOOT, RTPROT_STATIC) or msg["dst_len"] != host_len:
+        return None
+    return Touch(TouchKind.ROUTE_SET_BY_OTHER, dst=_route_dst(msg))
+
+
+def _neighbour_deleted(msg: Any, _bridges: frozenset[str], names: dict[int, str]
+                       ) -> Touch | None:
+    if msg.get_attr("NDA_PROTOCOL") != RTPROT_OVN_FABRIC:
+        return None
+    return Touch(TouchKind.NEIGHBOUR_DELETED, ip=_neigh_ip(msg),
+                 dev=names.get(msg["ifindex"]) or "")
+
+
+def _neighbour_set(msg: Any, bridges: frozenset[str], names: dict[int, str]) -> Touch | None:
+    dev = names.get(msg["ifindex"])
+    if dev not in bridges or msg.get_attr("NDA_PROTOCOL") == RTPROT_OVN_FABRIC:
+        return None
+    static = bool(msg["state"] & (_NUD_NOARP | _NUD_PERMANENT)
+                  or msg["flags"] & _NTF_EXT_LEARNED)
+    return Touch(TouchKind.NEIGHBOUR_SET_BY_OTHER, ip=_neigh_ip(msg), dev=dev or "",
+                 static=static)
+
+
+def _address_deleted(msg: Any, bridges: frozenset[str], names: dict[int, str]) -> Touch | None:
+    dev = names.get(msg["index"])
+    return Touch(TouchKind.ADDRESS_DELETED, dev=dev) if dev in bridges and dev else None
+
+
+_JUDGES: dict[str, Callable[[Any, frozenset[str], dict[int, str]], Touch | None]] = {
+    "RTM_NEWLINK": _link,
+    "RTM_DELLINK": _link,
+    "RTM_DELROUTE": _route_deleted,
+    "RTM_NEWROUTE": _route_set,
+    "RTM_DELNEIGH": _neighbour_deleted,
+    "RTM_NEWNEIGH": _neighbour_set,
+    "RTM_DELADDR": _address_deleted,
+}
+
+
+def _route_dst(msg: Any) -> IPNetwork | None:
+    """The destination of a route event (None when it cannot be read: unknown, which the
+    driver treats as a contradiction)."""
+    try:
+        dst = msg.get_attr("RTA_DST")
+        zero = 0 if msg["family"] == _AF_INET else IPv6Address(0)
+        return ip_network((ip_address(dst if dst is not None else zero), msg["dst_len"]),
+                          strict=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _neigh_ip(msg: Any) -> IPAddress | None:
+    try:
+        return ip_address(msg.get_attr("NDA_DST"))
+    except (TypeError, ValueError):
+        return None
 
 
 class KernelWatch:
@@ -76,9 +148,11 @@ class KernelWatch:
     never returns an event. `close()` may be called from any thread (pyroute2 posts its
     terminator to the owner's queue thread-safely)."""
 
-    def __init__(self, bridges: Iterable[str], on_touch: Callable[[], None]) -> None:
+    def __init__(self, bridges: Iterable[str], on_touch: Callable[[], None],
+                 on_touches: Callable[[Sequence[Touch]], None] | None = None) -> None:
         self._bridges = frozenset(bridges)
         self._on_touch = on_touch
+        self._on_touches = on_touches
         self._ipr: Any = None
         self._names: dict[int, str] = {}
         self._ready = threading.Event()
@@ -127,7 +201,7 @@ class KernelWatch:
                 # ENOBUFS on this socket forever, so it is replaced.
                 log.info("kernel watch: netlink buffer overflowed, events lost; reopening and "
                          "resyncing the kernel")
-                self._on_touch()
+                self._report([Touch(TouchKind.EVENTS_LOST)])
                 with suppress(OSError):     # pyroute2's close() re-raises the stored ENOBUFS
                     ipr.close()
                 try:
@@ -138,9 +212,16 @@ class KernelWatch:
                     return
                 continue
             # every message is looked at (not any()): link events keep the name table current
-            touched = [touches_our_state(m, self._bridges, self._names) for m in messages]
-            if any(touched):
-                self._on_touch()
+            touches = [t for m in messages
+                       if (t := touch_of(m, self._bridges, self._names)) is not None]
+            if touches:
+                self._report(touches)
+
+    def _report(self, touches: Sequence[Touch]) -> None:
+        """Hand the touches over first, then mark: the pass the mark starts must see them."""
+        if self._on_touches is not None:
+            self._on_touches(touches)
+        self._on_touch()
 
     def close(self) -> None:
         self._closed.set()

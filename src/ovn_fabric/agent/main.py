@@ -102,7 +102,7 @@ def run(settings: Settings) -> int:
     if settings.status.enabled:
         server = serve(status, str(settings.status.host), settings.status.port)
         log.info("status on http://%s:%d/status", settings.status.host, settings.status.port)
-    watch = KernelWatch(bridges, lambda: mark(Trigger.KERNEL)).start()
+    watch = KernelWatch(bridges, lambda: mark(Trigger.KERNEL), on_touches=kernel.note).start()
     reader.start()
     log.info("agent started: bridges %s", ", ".join(bridges))
     try:

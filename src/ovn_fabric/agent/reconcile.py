@@ -7,14 +7,18 @@ The triggers only decide what must be looked at:
     OVN      the reader saw a change: snapshot and plan again; the kernel is synced if the plan
              changed. Only OVN and RESYNC passes read OVN: the view cannot change without the
              reader marking OVN. A snapshot is incremental (only the rows that changed are
-             converted and built again), and the plan reuses its parsers' results
-    KERNEL   the netlink watch saw our state touched: sync the kernel
+             converted and built again), and the plan reuses its parsers' results and, through
+             its PlanMemo, its own work on every claim that did not change
+    KERNEL   the netlink watch saw our state touched: sync the kernel (the driver reads it
+             all back only if the event contradicts what it believes is there)
     TICK     every DRIFT_CHECK_S: flows (a ~15-25 ms read), which is how a restarted
              ovs-vswitchd or a flow deleted by hand is repaired within a second
     FRR      every FRR_CHECK_S: FRR (vtysh costs ~60 ms a read, too dear for every tick), which
              is how the agent's block is restored after bgpd restarts (the routes themselves
              stay in the kernel meanwhile)
-    RESYNC   every `resync_s`: everything, whatever we believe
+    RESYNC   every `resync_s`: everything, whatever we believe; the kernel driver reads back
+             and diffs everything (`full`), as it does after a failure (between those, a kernel
+             pass diffs only what changed: dataplane/kernel_cache.py)
 
 Two rules from felix:
 - Nothing is touched until the first complete read of OVN is in (`synced_snapshot()` is None
@@ -40,7 +44,7 @@ from ovn_fabric.dataplane.kernel import SyncResult
 from ovn_fabric.frr.exposure import ExposureConfig, exposure_config
 from ovn_fabric.model import DesiredState, EgressFlow, Reason
 from ovn_fabric.ovn.view import OvnView
-from ovn_fabric.plan import plan
+from ovn_fabric.plan import PlanMemo, plan
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ class OvnSource(Protocol):
 
 
 class KernelSync(Protocol):
-    def sync(self, desired: DesiredState) -> SyncResult: ...
+    def sync(self, desired: DesiredState, *, full: bool = False) -> SyncResult: ...
 
 
 class FlowsSync(Protocol):
@@ -115,6 +119,7 @@ class Reconciler:
         self._source, self._kernel, self._flows, self._frr = source, kernel, flows, frr
         self._clock = clock
         self._view: OvnView | None = None
+        self._plan_memo = PlanMemo()       # reuses the last plan's work (same result)
         self._desired: DesiredState | None = None
         self._kernel_dirty = True
         self._frr_dirty = True
@@ -136,7 +141,7 @@ class Reconciler:
             view = self._source.synced_snapshot()
             self._ovn_unsynced = view is None
             if view is not None and (view != self._view or self._desired is None):
-                fresh = plan(view, self.settings)
+                fresh = plan(view, self.settings, self._plan_memo)
                 planned = fresh != self._desired
                 self._view, self._desired = view, fresh
                 self._kernel_dirty |= planned
@@ -157,7 +162,8 @@ class Reconciler:
         if frr_first:
             drivers.append(self._run_frr())
         if self._kernel_dirty or triggers & (Trigger.KERNEL | Trigger.RESYNC):
-            kernel = self._run("kernel", lambda: self._sync_kernel(desired))
+            full = bool(triggers & Trigger.RESYNC)
+            kernel = self._run("kernel", lambda: self._sync_kernel(desired, full))
             self._kernel_dirty = not kernel.ok
             drivers.append(kernel)
         drivers.append(self._run("flows", lambda: self._sync_flows(desired)))
@@ -177,8 +183,8 @@ class Reconciler:
         subnets = {e.prefix for e in desired.exposures if e.reason is Reason.TENANT_SUBNET}
         return exposure_config(self._bridges, self.settings.exposure, subnets)
 
-    def _sync_kernel(self, desired: DesiredState) -> tuple[int, tuple[str, ...]]:
-        result = self._kernel.sync(desired)
+    def _sync_kernel(self, desired: DesiredState, full: bool) -> tuple[int, tuple[str, ...]]:
+        result = self._kernel.sync(desired, full=full)
         failures = [f"{f.what}: {f.reason}" for f in result.report.failures]
         failures += [f"{b.what}: {b.reason}" for b in result.changes.blocked]
         return result.report.attempted, tuple(failures)

@@ -13,18 +13,26 @@ itself never changes namespace. netns=None means the caller's own namespace (pro
 Idempotency: deleting what is already gone (ESRCH, ENOENT, EADDRNOTAVAIL) counts as done; an
 exclusive create that meets EEXIST counts as done only if what is there now is ours and equal
 (checked by reading back), otherwise it is reported as held by another owner.
+
+`sync` does not read everything back on every round: after a round that applied everything it
+keeps a belief of what the kernel holds, and the next round diffs only what changed since,
+until a resync (`full=True`), a failure, or a netlink event the belief does not explain
+(`note`, fed by agent/kernel_watch.py) makes it read back again. See kernel_cache.py.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from pyroute2.netlink import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
 from pyroute2.netlink.rtnl import RTM_NEWLINK
@@ -33,6 +41,7 @@ from pyroute2.netlink.rtnl.ndmsg import NTF_EXT_LEARNED, NUD_NOARP, NUD_PERMANEN
 from ovn_fabric.dataplane import _rtnl
 from ovn_fabric.dataplane._netns import run_in_netns
 from ovn_fabric.dataplane._rtnl import Outcome, Request, RtnlSocket
+from ovn_fabric.dataplane.kernel_cache import Belief, Touch, contradiction, restricted_diff
 from ovn_fabric.dataplane.kernel_state import (
     Blocked,
     BridgeAddress,
@@ -56,16 +65,20 @@ from ovn_fabric.model import (
 
 __all__ = [
     "ApplyReport",
+    "BeliefSync",
     "Blocked",
     "BridgeAddress",
     "Failure",
     "KernelChanges",
     "KernelDriver",
+    "KernelIO",
     "KernelState",
     "SyncResult",
     "Sysctl",
     "diff",
 ]
+
+log = logging.getLogger(__name__)
 
 PROC_SYS = Path("/proc/sys")
 _IFF_UP = 0x1
@@ -202,6 +215,7 @@ class KernelDriver:
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
         self._rtnl = RtnlSocket(netns)
+        self._rounds = BeliefSync(self)
 
     def __enter__(self) -> KernelDriver:
         return self
@@ -372,18 +386,83 @@ class KernelDriver:
         failures.extend(self._judge(ops, outcomes))
         return ApplyReport(attempted=changes.operations, failures=tuple(sorted(failures)))
 
-    def sync(self, desired: DesiredState) -> SyncResult:
+    def sync(self, desired: DesiredState, *, full: bool = False) -> SyncResult:
+        """Make the kernel hold `desired`: diff only what changed since the last round that
+        applied everything, or read back and diff everything (`full`, or when the belief
+        cannot be trusted). See BeliefSync."""
+        return self._rounds.sync(desired, full=full)
+
+    def note(self, touches: Iterable[Touch]) -> None:
+        """Netlink events that may mean our state was changed from outside (any thread)."""
+        self._rounds.note(touches)
+
+
+class KernelIO(Protocol):
+    """Reading back and applying, as KernelDriver does (an in-memory kernel in tests)."""
+
+    def read(self, bridges: Iterable[str] = ()) -> KernelState: ...
+
+    def apply(self, changes: KernelChanges) -> ApplyReport: ...
+
+
+class BeliefSync:
+    """Read-diff-apply rounds that skip the read-back while the kernel is believed to hold the
+    last round's desired state (kernel_cache.py says when that belief holds).
+
+    `note` may be called from any thread; `sync` from one thread at a time."""
+
+    def __init__(self, io: KernelIO) -> None:
+        self._io = io
+        self._belief: Belief | None = None
+        self._touches: list[Touch] = []
+        self._lock = threading.Lock()
+        self.full_rounds = 0          # rounds that read everything back (tests, bench)
+        self.last_full_reason = ""
+
+    def note(self, touches: Iterable[Touch]) -> None:
+        with self._lock:
+            self._touches.extend(touches)
+
+    def forget(self) -> None:
+        """Drop the belief: the next round reads everything back."""
+        self._belief = None
+
+    def sync(self, desired: DesiredState, *, full: bool = False) -> SyncResult:
+        with self._lock:
+            touches, self._touches = self._touches, []
+        belief, self._belief = self._belief, None     # kept again only if all goes well
+        reason = "resync" if full else "no belief yet" if belief is None else ""
+        if belief is not None and not reason:
+            touch = contradiction(belief, touches)
+            reason = f"netlink: {touch}" if touch is not None else ""
+        restricted = (restricted_diff(desired, belief) if belief is not None and not reason
+                      else None)
+        if restricted is None:
+            return self._full(desired, reason or "the bridges' settings changed")
+        changes = restricted.changes
+        report = self._io.apply(changes) if changes.operations else ApplyReport(attempted=0)
+        if report.ok and not changes.blocked:
+            self._belief = restricted.belief
+        return SyncResult(changes=changes, report=report)
+
+    def _full(self, desired: DesiredState, reason: str) -> SyncResult:
         """Read, diff against `desired`, apply. When addresses of ours were deleted, one more
         round follows at once: the kernel may have flushed routes and neighbours with them
-        (see _ops), and they are put back now rather than at the next resync."""
+        (see KernelDriver._ops), and they are put back now rather than at the next resync."""
+        self.full_rounds += 1
+        self.last_full_reason = reason
+        log.debug("kernel: reading everything back (%s)", reason)
         bridges = [b.bridge for b in desired.bridges]
-        changes = diff(desired, self.read(bridges))
-        report = self.apply(changes)
+        read = self._io.read(bridges)
+        changes = diff(desired, read)
+        report = self._io.apply(changes)
         if not changes.delete_addresses:
+            if report.ok and not changes.blocked:
+                self._belief = Belief.after(desired, read, changes)
             return SyncResult(changes=changes, report=report)
-        follow = diff(desired, self.read(bridges))
+        follow = diff(desired, self._io.read(bridges))
         if not follow.operations:
             return SyncResult(changes=changes, report=report)
-        second = self.apply(follow)
+        second = self._io.apply(follow)
         return SyncResult(changes=changes, report=ApplyReport(
             attempted=report.attempted + second.attempted, failures=second.failures), rounds=2)
