@@ -69,11 +69,12 @@ Facts of OVN these rules rest on (checked against ovn-northd 23.03.1 fed as Neut
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ovn_fabric.config import PrefixRule, Settings, unusable_hosts
 from ovn_fabric.model import (
@@ -248,15 +249,20 @@ def host_network(ip: IPAddress) -> IPNetwork:
     return ipaddress.ip_network(ip)
 
 
-def plan(view: OvnView, settings: Settings) -> DesiredState:
-    """Everything this node must have for the workloads it carries."""
+def plan(view: OvnView, settings: Settings, memo: PlanMemo | None = None) -> DesiredState:
+    """Everything this node must have for the workloads it carries.
+
+    With a `memo` (the reconciler keeps one), the work of the previous call is reused where
+    its inputs are the same objects: the result is equal to what a call without it returns,
+    only cheaper when little changed (see PlanMemo)."""
     draft = Draft()
     networks = served_networks(view, settings, draft)
     context = Context.of(view, settings, networks)
     add_network_plumbing(context, draft)
     for workload in WORKLOADS:
         workload(context, draft)
-    return resolve(draft, ExposureGate.from_settings(settings))
+    memo = memo if memo is not None else PlanMemo()
+    return resolve(draft, memo.gate(settings), memo)
 
 
 # --- rules 1 and 2: provider networks ----------------------------------------------------------
@@ -777,13 +783,28 @@ def _single_mac(binding: PortBinding) -> str | None:
 def _claim_mac_column(draft: Draft, binding: PortBinding, network: ServedNetwork,
                       reason: Reason, *, draining: bool = False) -> None:
     """Every address of a Port_Binding's `mac` column, each with its entry's MAC."""
-    for entry in binding.mac:
+    claims, refusals = _mac_column_claims(binding.mac, binding.logical_port, network.bridge,
+                                          network.name, reason, draining=draining)
+    draft.claims.extend(claims)
+    draft.refusals.extend(refusals)
+
+
+@functools.lru_cache(maxsize=PARSER_CACHE)
+def _mac_column_claims(mac: tuple[str, ...], port: str, bridge: str, network: str,
+                       reason: Reason, *, draining: bool
+                       ) -> tuple[tuple[Claim, ...], tuple[Refusal, ...]]:
+    """The claims and refusals of a `mac` column (cached: a port that did not change gives the
+    very same Claim objects on every pass, which lets resolve() reuse its work on them)."""
+    claims: list[Claim] = []
+    refusals: list[Refusal] = []
+    for entry in mac:
         parsed = parse_address_entry(entry)
-        for token, why in parsed.rejected:
-            draft.refuse(token, binding.logical_port, why)
-        for address in parsed.addresses:
-            draft.claim(address.ip, address.token, network, mac=parsed.mac, reason=reason,
-                        port=binding.logical_port, draining=draining)
+        refusals += [Refusal(what=token, port=port, why=why) for token, why in parsed.rejected]
+        claims += [Claim(prefix=host_network(address.ip), token=address.token, bridge=bridge,
+                         mac=parsed.mac, via=None, reason=reason, port=port, network=network,
+                         draining=draining)
+                   for address in parsed.addresses]
+    return tuple(claims), tuple(refusals)
 
 
 # Each kind of workload, in no particular order (the result does not depend on it).
@@ -840,6 +861,9 @@ class ExposureGate:
     deny: tuple[tuple[Span, PrefixRule], ...]
     allow: tuple[PrefixRule, ...]                  # as in the settings
     longest_first: tuple[tuple[Span, PrefixRule], ...]
+    # verdicts given so far, by prefix (judging is pure; a gate lives as long as its settings)
+    verdicts: dict[tuple[int, int, int], Allowed | Refused] = field(
+        default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExposureGate:
@@ -861,6 +885,13 @@ class ExposureGate:
             allow=allow,
             longest_first=tuple((Span.of(rule.prefix), rule) for rule in longest_first),
         )
+
+    def judge_slot(self, slot: tuple[int, int, int], prefix: IPNetwork) -> Allowed | Refused:
+        """judge(prefix), remembered under `slot` (the prefix's (version, first, length))."""
+        verdict = self.verdicts.get(slot)
+        if verdict is None:
+            verdict = self.verdicts[slot] = self.judge(prefix)
+        return verdict
 
     def judge(self, prefix: IPNetwork) -> Allowed | Refused:
         if prefix.prefixlen == 0:
@@ -885,47 +916,197 @@ class ExposureGate:
 # --- rules 5 and 6: conflicts and the result ---------------------------------------------------
 
 
-def resolve(draft: Draft, gate: ExposureGate) -> DesiredState:
-    refusals = set(draft.refusals)
-    allowed: dict[IPNetwork, list[tuple[Claim, str]]] = defaultdict(list)
-    verdicts: dict[IPNetwork, Allowed | Refused] = {}
-    for claim in draft.claims:
-        verdict = verdicts.get(claim.prefix)
-        if verdict is None:
-            verdict = verdicts[claim.prefix] = gate.judge(claim.prefix)
+Slot = tuple[int, int, int]          # a prefix as (version, first address, length): hashed in C
+
+
+def _slot(prefix: IPNetwork) -> Slot:
+    return prefix.version, int(prefix.network_address), prefix.prefixlen
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What one claim resolves to on its own: refused, or the route, neighbour and exposure it
+    gives if no other claim of its prefix disagrees."""
+
+    claim: Claim
+    gate: ExposureGate
+    slot: Slot
+    refusal: Refusal | None
+    outcome: Outcome | None
+
+    @classmethod
+    def of(cls, claim: Claim, gate: ExposureGate) -> Resolved:
+        slot = _slot(claim.prefix)
+        verdict = gate.judge_slot(slot, claim.prefix)
         if isinstance(verdict, Refused):
-            refusals.add(Refusal(what=claim.token, port=claim.port, why=verdict.why))
-        else:
-            allowed[claim.prefix].append((claim, verdict.rule))
+            return cls(claim, gate, slot, Refusal(what=claim.token, port=claim.port,
+                                                  why=verdict.why), None)
+        exposure = Exposure(prefix=claim.prefix, reason=claim.reason, port=claim.port,
+                            network=claim.network, rule=verdict.rule)
+        return cls(claim, gate, slot, None, Outcome.of(
+            HostRoute(dst=claim.prefix, dev=claim.bridge, via=claim.via,
+                      draining=claim.draining),
+            Neighbour(ip=claim.prefix.network_address, mac=claim.mac, dev=claim.bridge)
+            if claim.mac is not None else None, [exposure]))
 
-    routes: set[HostRoute] = set()
-    neighbours: set[Neighbour] = set()
-    exposures: set[Exposure] = set()
-    for prefix, claims in allowed.items():
-        outcomes = {(claim.bridge, claim.mac, claim.via) for claim, _ in claims}
-        if len(outcomes) > 1:
-            why = _conflict(claim for claim, _ in claims)
-            refusals.update(Refusal(what=claim.token, port=claim.port, why=why)
-                            for claim, _ in claims)
-            continue
-        bridge, mac, via = outcomes.pop()
-        # Draining only when every claim is: another workload that still wants the address
-        # here keeps it at full preference.
-        draining = all(claim.draining for claim, _ in claims)
-        routes.add(HostRoute(dst=prefix, dev=bridge, via=via, draining=draining))
-        if mac is not None:
-            neighbours.add(Neighbour(ip=prefix.network_address, mac=mac, dev=bridge))
-        exposures.update(Exposure(prefix=prefix, reason=claim.reason, port=claim.port,
-                                  network=claim.network, rule=rule) for claim, rule in claims)
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one allowed prefix puts in the desired state."""
+
+    route: HostRoute
+    neighbour: Neighbour | None
+    exposures: tuple[tuple[ExposureKey, Exposure], ...]      # sorted by key
+
+    @classmethod
+    def of(cls, route: HostRoute, neighbour: Neighbour | None,
+           exposures: Iterable[Exposure]) -> Outcome:
+        return cls(route, neighbour, tuple(sorted((_exposure_order(e), e)
+                                                  for e in set(exposures))))
+
+
+class PlanMemo:
+    """What plan() keeps from one call to the next (not thread-safe: one call at a time).
+
+    - the exposure gate of the settings, and its verdict on each prefix;
+    - each claim's resolution, by identity: unchanged ports give the very same Claim objects
+      (`_mac_column_claims` is cached), so their route, neighbour and exposure objects are
+      reused. The memo holds each claim it remembers, so an id is never reused meanwhile;
+    - the previous result, per prefix: the new sets are the previous ones minus what changed
+      plus what is new (Python keeps each element's hash in a set: only changed elements are
+      hashed again), and the exposures are re-sorted only where they changed.
+    A memo never changes the result: plan(view, settings, memo) == plan(view, settings)."""
+
+    __slots__ = ("_current", "_gate", "_keyed", "_outcomes", "_previous", "_result",
+                 "_settings")
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._gate: ExposureGate | None = None
+        self._previous: dict[int, Resolved] = {}
+        self._current: dict[int, Resolved] = {}
+        self._outcomes: dict[Slot, Outcome] = {}
+        self._result: DesiredState | None = None
+        self._keyed: list[tuple[ExposureKey, Exposure]] = []     # the result's exposures
+
+    def gate(self, settings: Settings) -> ExposureGate:
+        if self._gate is None or settings is not self._settings:
+            self._settings, self._gate = settings, ExposureGate.from_settings(settings)
+        return self._gate
+
+    def resolved(self, claim: Claim, gate: ExposureGate) -> Resolved:
+        kept = self._previous.get(id(claim))
+        if kept is None or kept.claim is not claim or kept.gate is not gate:
+            kept = Resolved.of(claim, gate)
+        self._current[id(claim)] = kept
+        return kept
+
+    def done(self, outcomes: dict[Slot, Outcome], result: DesiredState,
+             keyed: list[tuple[ExposureKey, Exposure]]) -> None:
+        self._previous, self._current = self._current, {}
+        self._outcomes, self._result, self._keyed = outcomes, result, keyed
+
+    def result_for(self, outcomes: dict[Slot, Outcome], draft: Draft, refusals: set[Refusal]
+                   ) -> tuple[DesiredState, list[tuple[ExposureKey, Exposure]]]:
+        """The desired state of `outcomes` (and its exposures with their sort keys), built
+        from the previous one where it can be."""
+        previous = self._result
+        flows, bridges = frozenset(draft.flows), frozenset(draft.bridges)
+        ordered_refusals = tuple(sorted(refusals))
+        if previous is None:
+            return _state_of(outcomes, flows, bridges, ordered_refusals)
+        old = self._outcomes
+        gone = [o for slot, o in old.items() if outcomes.get(slot) is not o]
+        new = [o for slot, o in outcomes.items() if old.get(slot) is not o]
+        if len(gone) + len(new) > len(outcomes) // 4 + 16:
+            return _state_of(outcomes, flows, bridges, ordered_refusals)
+        if not gone and not new and (flows, bridges, ordered_refusals) == (
+                previous.flows, previous.bridges, previous.refusals):
+            return previous, self._keyed
+        routes = previous.routes.difference([o.route for o in gone]).union(
+            [o.route for o in new])
+        neighbours = previous.neighbours.difference(
+            [o.neighbour for o in gone if o.neighbour is not None]).union(
+            [o.neighbour for o in new if o.neighbour is not None])
+        keyed = list(self._keyed)
+        for outcome in gone:
+            for pair in outcome.exposures:
+                index = bisect.bisect_left(keyed, pair[0], key=_first)
+                if index < len(keyed) and keyed[index][0] == pair[0]:
+                    del keyed[index]
+        for outcome in new:
+            for pair in outcome.exposures:
+                bisect.insort(keyed, pair, key=_first)
+        state = DesiredState(routes=routes, neighbours=neighbours, flows=flows,
+                             bridges=bridges, exposures=tuple(e for _, e in keyed),
+                             refusals=ordered_refusals)
+        if (len(routes), len(neighbours), len(keyed)) != _counts(outcomes):
+            # two prefixes gave one equal element (never expected): build it whole
+            return _state_of(outcomes, flows, bridges, ordered_refusals)
+        return state, keyed
+
+
+def _first(pair: tuple[ExposureKey, Exposure]) -> ExposureKey:
+    return pair[0]
+
+
+def _counts(outcomes: dict[Slot, Outcome]) -> tuple[int, int, int]:
+    return (len(outcomes), sum(o.neighbour is not None for o in outcomes.values()),
+            sum(len(o.exposures) for o in outcomes.values()))
+
+
+def _state_of(outcomes: dict[Slot, Outcome], flows: frozenset[EgressFlow],
+              bridges: frozenset[BridgeSetup], refusals: tuple[Refusal, ...]
+              ) -> tuple[DesiredState, list[tuple[ExposureKey, Exposure]]]:
+    values = outcomes.values()
+    keyed = sorted({pair[0]: pair for o in values for pair in o.exposures}.values(), key=_first)
     return DesiredState(
-        routes=frozenset(routes),
-        neighbours=frozenset(neighbours),
-        flows=frozenset(draft.flows),
-        bridges=frozenset(draft.bridges),
-        exposures=tuple(sorted(exposures, key=_exposure_order)),
-        refusals=tuple(sorted(refusals)),
-    )
+        routes=frozenset(o.route for o in values),
+        neighbours=frozenset(o.neighbour for o in values if o.neighbour is not None),
+        flows=flows,
+        bridges=bridges,
+        exposures=tuple(e for _, e in keyed),
+        refusals=refusals,
+    ), keyed
+
+
+def resolve(draft: Draft, gate: ExposureGate, memo: PlanMemo | None = None) -> DesiredState:
+    memo = memo if memo is not None else PlanMemo()
+    refusals = set(draft.refusals)
+    by_slot: dict[Slot, list[Resolved]] = defaultdict(list)
+    for claim in draft.claims:
+        resolved = memo.resolved(claim, gate)
+        if resolved.refusal is not None:
+            refusals.add(resolved.refusal)
+        else:
+            by_slot[resolved.slot].append(resolved)
+
+    outcomes: dict[Slot, Outcome] = {}
+    for slot, found in by_slot.items():
+        outcome = found[0].outcome if len(found) == 1 else _merged(found, refusals)
+        if outcome is not None:
+            outcomes[slot] = outcome
+    result, keyed = memo.result_for(outcomes, draft, refusals)
+    memo.done(outcomes, result, keyed)
+    return result
+
+
+def _merged(found: list[Resolved], refusals: set[Refusal]) -> Outcome | None:
+    """The outcome of several allowed claims of one prefix: merged when they agree, all
+    refused when they do not."""
+    claims = [r.claim for r in found]
+    if len({(claim.bridge, claim.mac, claim.via) for claim in claims}) > 1:
+        why = _conflict(claims)
+        refusals.update(Refusal(what=claim.token, port=claim.port, why=why) for claim in claims)
+        return None
+    first = found[0].outcome
+    if first is None:              # never: `found` holds allowed claims only
+        return None
+    # Draining only when every claim is: another workload that still wants the address here
+    # keeps it at full preference.
+    route = replace(first.route, draining=all(claim.draining for claim in claims))
+    return Outcome.of(route, first.neighbour,
+                      (e for r in found if r.outcome is not None for _, e in r.outcome.exposures))
 
 
 def _conflict(claims: Iterable[Claim]) -> str:
@@ -937,7 +1118,10 @@ def _conflict(claims: Iterable[Claim]) -> str:
     return f"claimed differently on this node by {', '.join(claimants)}; refusing all of them"
 
 
-def _exposure_order(exposure: Exposure) -> tuple[int, int, int, str, str, str, str]:
+ExposureKey = tuple[int, int, int, str, str, str, str]
+
+
+def _exposure_order(exposure: Exposure) -> ExposureKey:
     prefix = exposure.prefix
     return (prefix.version, int(prefix.network_address), prefix.prefixlen, exposure.reason,
             exposure.port, exposure.network, exposure.rule)
