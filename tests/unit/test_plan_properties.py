@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
+from itertools import cycle
 from typing import Any, Literal
 
 from hypothesis import given, settings
@@ -26,7 +27,7 @@ from ovn_fabric.ovn.view import (
     parse_nat_address,
     parse_vip,
 )
-from ovn_fabric.plan import plan
+from ovn_fabric.plan import PlanMemo, plan
 
 from .neutron_rows import (
     CHASSIS_0,
@@ -509,3 +510,19 @@ def test_a_tenant_subnet_is_never_advertised_twice_across_the_nodes(
     for index, prefix in enumerate(advertised):
         for other in advertised[index + 1:]:
             assert prefix.version != other.version or not prefix.overlaps(other)
+
+
+@given(view_inputs(), node_settings(),
+       st.lists(st.lists(st.booleans(), min_size=1, max_size=8), min_size=1, max_size=6))
+@settings(max_examples=200)
+def test_a_plan_memo_never_changes_the_result(inputs: dict[str, Any], node: Settings,
+                                              masks: list[list[bool]]) -> None:
+    """The reconciler plans with a PlanMemo that reuses the previous call's work: over any
+    sequence of views (rows bound, unbound, changed between calls), the result is the one a
+    call without a memo gives."""
+    memo = PlanMemo()
+    rows = list(inputs["port_bindings"])
+    for mask in masks:
+        kept = [row for row, keep in zip(rows, cycle(mask)) if keep]
+        view = build_view(**{**inputs, "port_bindings": kept})
+        assert plan(view, node, memo) == plan(view, node)
