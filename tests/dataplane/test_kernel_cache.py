@@ -12,7 +12,8 @@ from ipaddress import IPv4Address, ip_network
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ovn_fabric.agent.kernel_watch import KernelWatch
+from ovn_fabric.agent.kernel_watch import KernelWatch, touch_of
+from ovn_fabric.dataplane import _rtnl
 from ovn_fabric.dataplane._netns import run_in_netns
 from ovn_fabric.dataplane.kernel import ApplyReport, BeliefSync, Failure, KernelDriver
 from ovn_fabric.dataplane.kernel_cache import Touch, TouchKind
@@ -255,3 +256,43 @@ def test_the_real_watch_and_driver_repair_a_hand_deletion_without_a_resync(
             assert route(3) in {r for c in repaired for r in c.add_routes}
         finally:
             watch.close()
+
+
+def _route_body(proto: int, dst: str, length: int = 32) -> memoryview:
+    header = _rtnl.rtmsg(2, length, table=254, protocol=proto, scope=0, rtype=1)
+    return memoryview(header + _rtnl.attr(_rtnl.RTA_DST, IPv4Address(dst).packed))
+
+
+def _neigh_body(ifindex: int, state: int, proto: int | None, ip: str) -> memoryview:
+    body = _rtnl.ndmsg(2, ifindex, state) + _rtnl.attr(_rtnl.NDA_DST, IPv4Address(ip).packed)
+    if proto is not None:
+        body += _rtnl.attr(_rtnl.NDA_PROTOCOL, _rtnl.u8(proto))
+    return memoryview(body)
+
+
+def test_the_watch_reads_touches_out_of_raw_netlink_messages() -> None:
+    bridges, names = frozenset({"br-ex"}), {5: "br-ex", 6: "eth0"}
+    assert touch_of(_rtnl.RTM_DELROUTE, _route_body(247, "10.9.0.1"), bridges, names) == Touch(
+        TouchKind.ROUTE_DELETED, dst=ip_network("10.9.0.1/32"))
+    assert touch_of(_rtnl.RTM_DELROUTE, _route_body(186, "10.9.0.1"), bridges, names) is None
+    assert touch_of(_rtnl.RTM_NEWROUTE, _route_body(186, "10.9.0.1"), bridges, names) is None
+    assert touch_of(_rtnl.RTM_NEWROUTE, _route_body(4, "10.9.0.1"), bridges, names) == Touch(
+        TouchKind.ROUTE_SET_BY_OTHER, dst=ip_network("10.9.0.1/32"))
+    assert touch_of(_rtnl.RTM_NEWROUTE, _route_body(4, "10.9.0.0", 24), bridges, names) is None
+    assert touch_of(_rtnl.RTM_DELNEIGH, _neigh_body(5, 0x80, 247, "10.9.0.1"), bridges,
+                    names) == Touch(TouchKind.NEIGHBOUR_DELETED, ip=IPv4Address("10.9.0.1"),
+                                    dev="br-ex")
+    assert touch_of(_rtnl.RTM_NEWNEIGH, _neigh_body(5, 0x80, None, "10.9.0.1"), bridges,
+                    names) == Touch(TouchKind.NEIGHBOUR_SET_BY_OTHER,
+                                    ip=IPv4Address("10.9.0.1"), dev="br-ex", static=True)
+    assert touch_of(_rtnl.RTM_NEWNEIGH, _neigh_body(5, 0x02, None, "10.9.0.1"), bridges,
+                    names) == Touch(TouchKind.NEIGHBOUR_SET_BY_OTHER,
+                                    ip=IPv4Address("10.9.0.1"), dev="br-ex", static=False)
+    assert touch_of(_rtnl.RTM_NEWNEIGH, _neigh_body(6, 0x80, None, "10.9.0.1"), bridges,
+                    names) is None
+    assert touch_of(_rtnl.RTM_NEWNEIGH, _neigh_body(5, 0x80, 247, "10.9.0.1"), bridges,
+                    names) is None
+    link = memoryview(_rtnl.ifinfomsg(7) + _rtnl.attr(_rtnl.IFLA_IFNAME, b"br-ex\0"))
+    assert touch_of(_rtnl.RTM_NEWLINK, link, bridges, names) == Touch(
+        TouchKind.BRIDGE_CHANGED, dev="br-ex")
+    assert names[7] == "br-ex"

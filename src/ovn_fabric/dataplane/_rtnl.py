@@ -35,6 +35,8 @@ from pyroute2.netlink import rtnl as _rtnl
 
 from ovn_fabric.dataplane._netns import run_in_netns
 
+RTM_NEWLINK: int = _rtnl.RTM_NEWLINK
+RTM_DELLINK: int = _rtnl.RTM_DELLINK
 RTM_GETLINK: int = _rtnl.RTM_GETLINK
 RTM_NEWADDR: int = _rtnl.RTM_NEWADDR
 RTM_DELADDR: int = _rtnl.RTM_DELADDR
@@ -243,6 +245,35 @@ def decode_link(body: memoryview) -> tuple[int, str, int]:
     return index, name.rstrip(b"\0").decode(), flags
 
 
+def split_messages(view: memoryview) -> Iterator[tuple[int, int, int, memoryview]]:
+    """The messages of one netlink datagram: (type, flags, seq, body)."""
+    offset, nbytes = 0, len(view)
+    while offset + _NLMSGHDR.size <= nbytes:
+        length, msg_type, flags, seq, _ = _NLMSGHDR.unpack_from(view, offset)
+        if length < _NLMSGHDR.size:
+            break
+        yield msg_type, flags, seq, view[offset + _NLMSGHDR.size:offset + length]
+        offset += _pad4(length)
+
+
+def open_listener(groups: int) -> socket.socket:
+    """A NETLINK_ROUTE socket subscribed to multicast `groups` (RTMGRP_* bits), in the
+    calling thread's network namespace, with a large receive buffer (bursts of thousands of
+    route changes), non-blocking."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, 33, _SOCKET_BUFFER)    # SO_RCVBUFFORCE
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+        sock.bind((0, groups))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _open_socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     try:
@@ -296,14 +327,7 @@ class RtnlSocket:
                                "lost; read the state back before trusting it") from exc
         if msg_flags & socket.MSG_TRUNC:
             raise NetlinkError(errno.EMSGSIZE, "netlink datagram larger than receive buffer")
-        view = memoryview(self._buffer)[:nbytes]
-        offset = 0
-        while offset + _NLMSGHDR.size <= nbytes:
-            length, msg_type, flags, seq, _ = _NLMSGHDR.unpack_from(view, offset)
-            if length < _NLMSGHDR.size:
-                break
-            yield msg_type, flags, seq, view[offset + _NLMSGHDR.size:offset + length]
-            offset += _pad4(length)
+        yield from split_messages(memoryview(self._buffer)[:nbytes])
 
     @staticmethod
     def _decode_error(body: memoryview, flags: int) -> Outcome:

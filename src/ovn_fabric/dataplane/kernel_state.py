@@ -16,6 +16,7 @@ No I/O here. The rules:
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ BRIDGE_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv6/neigh/{dev}/proxy_delay", "0"),
 )
 _MAC_LEN = 6
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -156,6 +158,8 @@ def bridge_sysctls(bridges: Iterable[str]) -> frozenset[Sysctl]:
 
 def canonical_mac(mac: str) -> str | None:
     """Lower-case colon-separated MAC, or None when `mac` is not one."""
+    if _CANONICAL_MAC.fullmatch(mac):      # the planner's are already (one regex, not 6 ints)
+        return mac
     parts = mac.replace("-", ":").split(":")
     if len(parts) != _MAC_LEN or not all(len(p) == 2 for p in parts):
         return None
