@@ -12,8 +12,9 @@ Neutron writes them). Two scenarios per N, each the median of `--runs`:
 For each: the view build (`view_of`, with the reader's memo), plan(), the reconciler's view and
 plan comparisons, and the kernel step (`KernelDriver`'s sync against an in-memory kernel: the
 diff, against what it believes is there once it has applied everything), with no netlink.
-`--profile` prints cProfile's top
-functions of the "bind one" pass at the largest N.
+`--whole` does what every pass did before (no plan memo, the kernel read back and diffed
+whole), for an A/B on the same machine. `--profile` prints cProfile's top functions of the
+"bind one" pass at the largest N.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ class MemoryKernel:
 class Pass:
     """The pure steps of the reconciler's pass, with the state it keeps between passes."""
 
-    def __init__(self) -> None:
+    def __init__(self, whole: bool = False) -> None:
+        self.whole = whole
         self.memo = ViewMemo()
         self.view: OvnView | None = None
         self.desired: DesiredState | None = None
@@ -125,7 +127,8 @@ class Pass:
         same_view = view == self.view
         t1 = time.thread_time()
         times["compare views"] = t1 - t0
-        fresh = plan(view, SETTINGS, self.plan_memo) if not same_view else self.desired
+        memo = None if self.whole else self.plan_memo
+        fresh = plan(view, SETTINGS, memo) if not same_view else self.desired
         t2 = time.thread_time()
         times["plan"] = t2 - t1
         changed = fresh != self.desired
@@ -134,9 +137,9 @@ class Pass:
         assert fresh is not None
         self.view, self.desired = view, fresh
         if changed:
-            result = self.driver.sync(fresh)
+            result = self.driver.sync(fresh, full=self.whole)
             assert result.report.ok
-        times["kernel diff"] = time.thread_time() - t3
+        times["kernel sync"] = time.thread_time() - t3
         times["total"] = time.thread_time() - t
         return times
 
@@ -145,10 +148,10 @@ def median_times(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
-def scenario(n: int, runs: int, one: bool) -> dict[str, float]:
+def scenario(n: int, runs: int, one: bool, whole: bool) -> dict[str, float]:
     results = []
     for _ in range(runs):
-        step = Pass()
+        step = Pass(whole)
         unbound = [port_row(i, bound=False) for i in range(n + 1)]
         bound = [port_row(i, bound=True) for i in range(n)]
         if one:
@@ -177,14 +180,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--whole", action="store_true",
+                        help="as every pass did before the memories: plan without a PlanMemo, "
+                             "the kernel driver reading back and diffing everything")
     args = parser.parse_args()
 
     def show(times: dict[str, float]) -> str:
         return ", ".join(f"{k} {v * 1000:.1f}" for k, v in times.items())
 
     for n in args.sizes:
-        print(f"N={n}: bind all (CPU ms): {show(scenario(n, args.runs, one=False))}")
-        print(f"N={n}: bind one (CPU ms): {show(scenario(n, args.runs, one=True))}")
+        for one, what in ((False, "bind all"), (True, "bind one")):
+            times = scenario(n, args.runs, one=one, whole=args.whole)
+            print(f"N={n}: {what} (CPU ms{', --whole' if args.whole else ''}): {show(times)}")
     if args.profile:
         profile(max(args.sizes))
 
