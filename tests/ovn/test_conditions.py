@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ovn_fabric.ovn._ovsdb import JsonValue, RawRow, split_remotes
-from ovn_fabric.ovn.reader import SB_COLUMNS, Interest, LocalOvs, conditions, view_of
+from ovn_fabric.ovn.reader import (
+    SB_COLUMNS,
+    Interest,
+    InterestMemo,
+    LocalOvs,
+    conditions,
+    view_of,
+)
 
 LOCAL = "4f0c2a7e-0000-4000-8000-000000000001"
 OTHER = "4f0c2a7e-0000-4000-8000-000000000002"
@@ -464,3 +471,29 @@ def test_remotes_are_split_as_the_idl_splits_them() -> None:
         "tcp:10.0.0.1:6642", "unix:/run/sb.sock"]
     assert split_remotes("ssl:10.0.0.1:6642,x,ssl:10.0.0.2:6642") == [
         "ssl:10.0.0.1:6642,x", "ssl:10.0.0.2:6642"]
+
+
+def test_an_interest_memo_rereads_only_changed_rows_and_never_changes_the_result() -> None:
+    """The reader keeps an InterestMemo: a row that is the same object keeps its references; a
+    changed row (a new dict, as the Database hands out) is read again."""
+    local, other = uuid.uuid4(), uuid.uuid4()
+    chassis = [{"_uuid": local, "name": "compute-0"}, {"_uuid": other, "name": "compute-1"}]
+    datapath = uuid.uuid4()
+
+    def port(i: int, where: uuid.UUID | None) -> RawRow:
+        return {"_uuid": uuid.uuid4(), "logical_port": f"p{i}", "type": "", "datapath": datapath,
+                "chassis": [where] if where else [], "requested_chassis": [],
+                "additional_chassis": []}
+
+    ports = [port(i, local) for i in range(5)]
+    memo = InterestMemo()
+    first = Interest.of("compute-0", chassis, ports, memo=memo)
+    assert first == Interest.of("compute-0", chassis, ports)
+    ports[2] = port(2, other)                 # moved: a new row object
+    moved = Interest.of("compute-0", chassis, ports, memo=memo)
+    assert moved == Interest.of("compute-0", chassis, ports)
+    assert str(other) in moved.chassis
+    assert str(other) not in first.chassis
+    del ports[2]
+    assert Interest.of("compute-0", chassis, ports, memo=memo) == Interest.of(
+        "compute-0", chassis, ports)
