@@ -18,6 +18,7 @@ from ovn_fabric.ovn.reader import (
     Interest,
     InterestMemo,
     LocalOvs,
+    ViewMemo,
     conditions,
     view_of,
 )
@@ -497,3 +498,25 @@ def test_an_interest_memo_rereads_only_changed_rows_and_never_changes_the_result
     del ports[2]
     assert Interest.of("compute-0", chassis, ports, memo=memo) == Interest.of(
         "compute-0", chassis, ports)
+
+
+def test_a_view_memo_gives_the_view_a_fresh_build_gives() -> None:
+    """view_of with the reader's ViewMemo, over a chassis renamed and a row changed: each view
+    equals one built without the memo."""
+    local = uuid.uuid4()
+    datapath = uuid.uuid4()
+    ovs = LocalOvs(system_id="compute-0", bridge_mappings="physnet1:br-ex")
+    port: RawRow = {"_uuid": uuid.uuid4(), "logical_port": "p1", "type": "",
+                    "datapath": datapath, "mac": ["fa:16:3e:00:00:01 10.0.0.1"],
+                    "chassis": [local], "requested_chassis": [], "additional_chassis": []}
+    rows = [port]
+    memo = ViewMemo()
+    for chassis in ([{"_uuid": local, "name": "compute-0"}],
+                    [{"_uuid": local, "name": "compute-0"}],
+                    [{"_uuid": local, "name": "renamed"}],
+                    [{"_uuid": local, "name": "renamed"}]):
+        view = view_of(ovs, chassis, [], rows, memo=memo)
+        assert view == view_of(ovs, chassis, [], rows)
+        assert view.port_bindings[0].chassis == chassis[0]["name"]
+    rows = [{**port, "chassis": []}]
+    assert view_of(ovs, chassis, [], rows, memo=memo).port_bindings[0].chassis is None

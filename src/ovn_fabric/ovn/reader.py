@@ -386,8 +386,13 @@ def view_of(local: LocalOvs | None, chassis: list[RawRow], datapaths: list[RawRo
             for column in LB_GROUP_COLUMNS if column in row}
         balancers.append(memo.resolve(row, refs))
     names = {row["_uuid"]: row.get("name") for row in chassis}
+    same_names = memo.same_names(names)
     bindings = []
     for row in port_bindings:
+        kept = memo.kept(row) if same_names else None
+        if kept is not None:            # the same row object, and the same chassis names
+            bindings.append(kept)
+            continue
         refs = {}
         for column in _CHASSIS_REFERENCES:
             value = row.get(column)
@@ -412,12 +417,29 @@ class ViewMemo:
     Database hands out unchanged rows as the same dicts) and the resolved references are equal;
     and the view's rows built from those (`BuildMemo`)."""
 
-    __slots__ = ("_current", "_previous", "built")
+    __slots__ = ("_current", "_names", "_previous", "built")
 
     def __init__(self) -> None:
         self._previous: dict[int, tuple[RawRow, dict[str, list[object]], RawRow]] = {}
         self._current: dict[int, tuple[RawRow, dict[str, list[object]], RawRow]] = {}
+        self._names: dict[object, object] | None = None
         self.built = BuildMemo()
+
+    def same_names(self, names: dict[object, object]) -> bool:
+        """Whether the chassis names (_uuid -> name) are those of the previous view: then a
+        Port_Binding row that is the same object resolves to the same references, and `kept`
+        may give it without reading them again."""
+        same = names == self._names
+        self._names = names
+        return same
+
+    def kept(self, row: RawRow) -> RawRow | None:
+        """`row` as resolved in the previous view, if it is the same object (None if not)."""
+        kept = self._previous.get(id(row))
+        if kept is None or kept[0] is not row:
+            return None
+        self._current[id(row)] = kept
+        return kept[2]
 
     def resolve(self, row: RawRow, refs: dict[str, list[object]]) -> RawRow:
         """`row` with the columns of `refs` replaced by those values."""
