@@ -3,8 +3,10 @@ bridge in a fresh namespace, and the same with pyroute2 called once per object, 
 
     sudo .venv/bin/python -m bench.kernel_driver [--sizes 1000 3000 10000] [--runs 3]
 
-Prints, per N: apply (program everything), read-back, a sync with nothing to do, withdraw, and
-pyroute2's one-call-per-object time. Uses namespace `ofbk`, removed afterwards.
+Prints, per N: apply (program everything), read-back, a sync with nothing to do, the same with
+the driver's belief (no read-back), one workload added with the belief and removed with a full
+read-back (a resync), withdraw, and pyroute2's one-call-per-object time. Uses namespace
+`ofbk`, removed afterwards.
 """
 
 from __future__ import annotations
@@ -70,13 +72,18 @@ def pyroute2_per_call(desired: DesiredState) -> float:
 
 
 def measure(n: int) -> dict[str, float]:
-    desired = workloads(n)
+    desired, one_more = workloads(n), workloads(n + 1)
     fresh_namespace()
     with KernelDriver(NETNS) as driver:
         figures = {
             "apply": timed(lambda: driver.apply(diff(desired, driver.read()))),
             "read back": timed(driver.read),
             "sync, nothing to do": timed(lambda: driver.sync(desired)),
+            # the driver now believes the kernel holds `desired` (kernel_cache.py)
+            "sync again, nothing to do (belief)": timed(lambda: driver.sync(desired)),
+            "sync, one workload more (belief)": timed(lambda: driver.sync(one_more)),
+            "sync, one workload less, full read-back (resync)": timed(
+                lambda: driver.sync(desired, full=True)),
             "withdraw all": timed(lambda: driver.sync(DesiredState())),
         }
     fresh_namespace()
