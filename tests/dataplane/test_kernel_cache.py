@@ -21,7 +21,7 @@ from ovn_fabric.dataplane.kernel_state import KernelChanges, KernelState
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.model import BridgeSetup, DesiredState, HostRoute, Neighbour
 
-from .memkernel import OURS, MemKernel
+from .memkernel import OURS, MemKernel, route_key
 
 BRIDGES = frozenset({BridgeSetup("br-ex", ("172.24.4.1/24",))})
 
@@ -48,9 +48,9 @@ class MemIO:
         return state.routes, state.neighbours
 
 
-def route(i: int, via: str | None = None) -> HostRoute:
+def route(i: int, via: str | None = None, *, draining: bool = False) -> HostRoute:
     return HostRoute(ip_network(f"172.24.4.{10 + i}/32"), "br-ex",
-                     IPv4Address(via) if via else None)
+                     IPv4Address(via) if via else None, draining=draining)
 
 
 def neighbour(i: int, mac_byte: int = 0) -> Neighbour:
@@ -58,9 +58,10 @@ def neighbour(i: int, mac_byte: int = 0) -> Neighbour:
                      "br-ex")
 
 
-def workloads(indexes: Iterable[int], mac_byte: int = 0) -> DesiredState:
+def workloads(indexes: Iterable[int], mac_byte: int = 0, *,
+              draining: bool = False) -> DesiredState:
     wanted = sorted(set(indexes))
-    return DesiredState(routes=frozenset(route(i) for i in wanted),
+    return DesiredState(routes=frozenset(route(i, draining=draining) for i in wanted),
                         neighbours=frozenset(neighbour(i, mac_byte) for i in wanted),
                         bridges=BRIDGES)
 
@@ -106,9 +107,9 @@ def test_a_stale_belief_never_skips_a_wanted_change_and_a_resync_repairs_it() ->
     io = MemIO()
     driver = BeliefSync(io)
     driver.sync(workloads(range(10)))
-    del io.mem.routes[route(3).dst]
+    del io.mem.routes[route_key(route(3))]
     del io.mem.neighbours[(neighbour(4).ip, "br-ex")]
-    io.mem.routes[route(20).dst] = (OURS, route(20))   # and one of ours appears, unwanted
+    io.mem.routes[route_key(route(20))] = (OURS, route(20))   # and one of ours appears, unwanted
     wanted = workloads([*range(10), 11])
     driver.sync(wanted)
     assert route(11) in io.ours()[0]                   # the change was applied
@@ -128,7 +129,7 @@ def test_a_touch_the_belief_does_not_explain_makes_it_read_back_and_repair() -> 
     driver = BeliefSync(io)
     wanted = workloads(range(10))
     driver.sync(wanted)
-    del io.mem.routes[route(3).dst]
+    del io.mem.routes[route_key(route(3))]
     driver.note([Touch(TouchKind.ROUTE_DELETED, dst=route(3).dst)])
     assert driver.sync(wanted).changes.add_routes == (route(3),)
     assert driver.full_rounds == 2
@@ -167,7 +168,7 @@ def test_a_failed_round_or_new_bridge_settings_make_the_next_round_read_back() -
     io = MemIO()
     driver = BeliefSync(io)
     driver.sync(workloads(range(3)))
-    io.mem.routes[route(7).dst] = ("static", route(7))  # another owner holds route 7's key
+    io.mem.routes[route_key(route(7))] = ("static", route(7))  # another owner holds route 7's key
     refused = driver.sync(workloads(range(8)))
     assert not refused.report.ok
     assert driver.full_rounds == 1
@@ -176,7 +177,7 @@ def test_a_failed_round_or_new_bridge_settings_make_the_next_round_read_back() -
     moved = DesiredState(routes=workloads(range(3)).routes,
                          neighbours=workloads(range(3)).neighbours,
                          bridges=frozenset({BridgeSetup("br-ex", ("172.24.4.2/24",))}))
-    del io.mem.routes[route(7).dst]
+    del io.mem.routes[route_key(route(7))]
     driver.sync(workloads(range(3)))
     rounds = driver.full_rounds
     driver.sync(moved)
@@ -203,7 +204,7 @@ def test_with_every_outside_change_reported_a_round_leaves_what_a_full_round_wou
             touch = _tamper(kernel.mem, tamper, victim)
         if touch is not None:
             driver.note([touch])
-        wanted = workloads(indexes, mac_byte)
+        wanted = workloads(indexes, mac_byte, draining=mac_byte == 2)   # a live migration
         driver.sync(wanted)
         full.sync(wanted, full=True)
         assert io.mem.routes == reference.mem.routes
@@ -212,8 +213,8 @@ def test_with_every_outside_change_reported_a_round_leaves_what_a_full_round_wou
 
 def _tamper(mem: MemKernel, how: str, i: int) -> Touch | None:
     dst, key = route(i).dst, (neighbour(i).ip, "br-ex")
-    if how == "delete route" and mem.routes.get(dst, ("", None))[0] == OURS:
-        del mem.routes[dst]
+    if how == "delete route" and mem.routes.get(route_key(route(i)), ("", None))[0] == OURS:
+        del mem.routes[route_key(route(i))]
         return Touch(TouchKind.ROUTE_DELETED, dst=dst)
     if how == "delete neighbour" and mem.neighbours.get(key, ("", None))[0] == OURS:
         del mem.neighbours[key]
@@ -222,7 +223,7 @@ def _tamper(mem: MemKernel, how: str, i: int) -> Touch | None:
         mem.neighbours[key] = ("static", neighbour(i, mac_byte=0xEE))
         return Touch(TouchKind.NEIGHBOUR_SET_BY_OTHER, ip=key[0], dev="br-ex", static=True)
     if how == "foreign route":
-        mem.routes[dst] = ("static", route(i))
+        mem.routes[route_key(route(i))] = ("static", route(i))
         return Touch(TouchKind.ROUTE_SET_BY_OTHER, dst=dst)
     return None
 
