@@ -19,7 +19,7 @@ from ovn_fabric.dataplane.kernel import ApplyReport, BeliefSync, Failure, Kernel
 from ovn_fabric.dataplane.kernel_cache import Touch, TouchKind
 from ovn_fabric.dataplane.kernel_state import KernelChanges, KernelState
 from ovn_fabric.lab.sh import run, wait_until
-from ovn_fabric.model import BridgeSetup, DesiredState, HostRoute, Neighbour
+from ovn_fabric.model import DRAINING_METRIC, BridgeSetup, DesiredState, HostRoute, Neighbour
 
 from .memkernel import OURS, MemKernel, route_key
 
@@ -157,11 +157,22 @@ def test_echoes_of_our_own_changes_cost_no_read_back() -> None:
     driver.note([Touch(TouchKind.NEIGHBOUR_SET_BY_OTHER, ip=neighbour(7).ip, dev="br-ex")])
     assert driver.sync(workloads(range(5))).changes.operations == 0
     assert driver.full_rounds == 1
+    # a route that starts draining is re-made with another metric, the old one retired: the
+    # retired one's deletion echoes, with the plain metric, and agrees with the belief
+    driver.sync(workloads(range(5), draining=True))
+    driver.note([Touch(TouchKind.ROUTE_DELETED, dst=route(i).dst, draining=False)
+                 for i in range(5)])
+    assert driver.sync(workloads(range(5), draining=True)).changes.operations == 0
+    assert driver.full_rounds == 1
+    driver.note([Touch(TouchKind.ROUTE_DELETED, dst=route(0).dst, draining=True)])
+    driver.sync(workloads(range(5), draining=True))
+    assert driver.full_rounds == 2                      # the draining one itself: read back
+    driver.sync(workloads(range(5)))
     # an echo that arrives after the route came back contradicts: one needless read-back
     driver.sync(workloads(range(6)))
     driver.note([Touch(TouchKind.ROUTE_DELETED, dst=route(5).dst)])
     assert driver.sync(workloads(range(6))).changes.operations == 0
-    assert driver.full_rounds == 2
+    assert driver.full_rounds == 3
 
 
 def test_a_failed_round_or_new_bridge_settings_make_the_next_round_read_back() -> None:
@@ -274,7 +285,11 @@ def _neigh_body(ifindex: int, state: int, proto: int | None, ip: str) -> memoryv
 def test_the_watch_reads_touches_out_of_raw_netlink_messages() -> None:
     bridges, names = frozenset({"br-ex"}), {5: "br-ex", 6: "eth0"}
     assert touch_of(_rtnl.RTM_DELROUTE, _route_body(247, "10.9.0.1"), bridges, names) == Touch(
-        TouchKind.ROUTE_DELETED, dst=ip_network("10.9.0.1/32"))
+        TouchKind.ROUTE_DELETED, dst=ip_network("10.9.0.1/32"), draining=False)
+    draining = memoryview(bytes(_route_body(247, "10.9.0.1"))
+                          + _rtnl.attr(_rtnl.RTA_PRIORITY, _rtnl.u32(DRAINING_METRIC)))
+    assert touch_of(_rtnl.RTM_DELROUTE, draining, bridges, names) == Touch(
+        TouchKind.ROUTE_DELETED, dst=ip_network("10.9.0.1/32"), draining=True)
     assert touch_of(_rtnl.RTM_DELROUTE, _route_body(186, "10.9.0.1"), bridges, names) is None
     assert touch_of(_rtnl.RTM_NEWROUTE, _route_body(186, "10.9.0.1"), bridges, names) is None
     assert touch_of(_rtnl.RTM_NEWROUTE, _route_body(4, "10.9.0.1"), bridges, names) == Touch(

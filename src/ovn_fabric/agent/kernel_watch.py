@@ -46,7 +46,7 @@ from pyroute2.netlink.rtnl import (
 
 from ovn_fabric.dataplane import _rtnl
 from ovn_fabric.dataplane.kernel_cache import Touch, TouchKind
-from ovn_fabric.model import RTPROT_OVN_FABRIC, IPAddress, IPNetwork
+from ovn_fabric.model import DRAINING_METRIC, RTPROT_OVN_FABRIC, IPAddress, IPNetwork
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def _route_deleted(_type: int, body: memoryview, _bridges: frozenset[str],
     record = _rtnl.decode_route(body)
     if record.protocol != RTPROT_OVN_FABRIC:
         return None
-    return Touch(TouchKind.ROUTE_DELETED, dst=_route_dst(record))
+    return Touch(TouchKind.ROUTE_DELETED, dst=_route_dst(record),
+                 draining=record.priority == DRAINING_METRIC)
 
 
 def _route_set(_type: int, body: memoryview, _bridges: frozenset[str],

@@ -60,6 +60,8 @@ class Touch:
     dev: str = ""                         # neighbours: the device's name ("" if unknown)
     static: bool = False                  # a neighbour set by another: permanent, noarp or
                                           # externally learnt (an owner's), not ARP cache
+    draining: bool | None = None          # a deleted route of ours: had the draining metric
+                                          # (None: unknown)
 
     def __str__(self) -> str:
         what = self.dst or (f"{self.ip} dev {self.dev or '?'}" if self.ip else self.dev)
@@ -107,7 +109,12 @@ def contradiction(belief: Belief, touches: Iterable[Touch]) -> Touch | None:
     or touch nothing we hold)."""
     for touch in touches:
         if touch.kind in (TouchKind.ROUTE_DELETED, TouchKind.ROUTE_SET_BY_OTHER):
-            if touch.dst is None or touch.dst in belief.routes:
+            held = belief.routes.get(touch.dst) if touch.dst is not None else None
+            if touch.dst is None or (held is not None and (
+                    touch.kind is TouchKind.ROUTE_SET_BY_OTHER or touch.draining is None
+                    or touch.draining == held.draining)):
+                # (a deleted route with the other metric than the one held is the echo of a
+                # route retired when it started or stopped draining)
                 return touch
         elif touch.kind in (TouchKind.NEIGHBOUR_DELETED, TouchKind.NEIGHBOUR_SET_BY_OTHER):
             if (touch.ip is None or not touch.dev or touch.static
