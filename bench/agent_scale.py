@@ -543,7 +543,7 @@ MAIN_STAGES: tuple[tuple[str, str], ...] = (
     ("snapshot: copy the IDL rows (Database.rows)", "Database.rows"),
     ("snapshot: build the frozen OvnView", "build_view"),
     ("snapshot: waiting for the reader's lock, view_of", "synced_snapshot"),
-    ("plan()", "plan (ovn_fabric/plan.py"),
+    ("plan()", "ovn_fabric/plan/"),
     ("compare views / plans", "__eq__"),
     ("kernel driver (read, diff, apply)", "_sync_kernel"),
     ("flows driver (ovs-vsctl + ovs-ofctl)", "_sync_flows"),
