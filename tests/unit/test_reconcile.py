@@ -30,13 +30,14 @@ NET = "9d8c7b6a-0000-4000-8000-000000000002"
 SEG = "a1b2c3d4-0000-4000-8000-000000000003"
 
 
-def view(*addresses: str) -> OvnView:
+def view(*addresses: str, localnet: bool = True) -> OvnView:
     ports = [vm_port_row(f"port-{i}", DP, NET, [f"fa:16:3e:00:00:{i:02x} {a}"], chassis=LOCAL)
              for i, a in enumerate(addresses)]
+    localnets = [localnet_row(SEG, DP, "datacentre")] if localnet else []
     return build_view(local_chassis=LOCAL, bridge_mappings="datacentre:br-ex",
                       chassis=[chassis_row(LOCAL, LOCAL)],
                       datapaths=[datapath_row(DP, NET, "public", 1)],
-                      port_bindings=[localnet_row(SEG, DP, "datacentre"), *ports])
+                      port_bindings=[*localnets, *ports])
 
 
 @dataclass
@@ -159,6 +160,23 @@ def test_a_tick_with_an_unchanged_plan_reads_only_the_flows() -> None:
     assert kernel.routes == {"172.24.4.10/32"}
 
 
+def test_a_bind_does_not_wait_for_the_flows_a_tick_and_a_new_network_do() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, flows, _ = make(source)
+    assert [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers] == ["frr", "kernel",
+                                                                             "flows"]
+    source.current = view("172.24.4.10", "172.24.4.11")      # a port bound: same flows
+    assert [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers] == ["kernel"]
+    assert kernel.routes == {"172.24.4.10/32", "172.24.4.11/32"}
+    flows.installed = frozenset()                             # deleted by hand
+    assert [d.driver for d in reconciler.reconcile(Trigger.TICK).drivers] == ["flows"]
+    assert flows.installed != frozenset()                     # repaired by the tick
+    source.current = view("172.24.4.10", localnet=False)      # the network goes
+    drivers = [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers]
+    assert drivers == ["kernel", "flows"]
+    assert flows.installed == frozenset()
+
+
 def test_only_ovn_and_resync_passes_read_ovn() -> None:
     """A snapshot costs ~0.3 ms per port: ticks at a node with 3,000 ports took half a core."""
     source = Source(view("172.24.4.10"))
@@ -227,6 +245,9 @@ def test_the_frr_block_permits_exactly_the_tenant_subnets_the_plan_advertises() 
     outcome = reconciler.reconcile(Trigger.OVN)
     assert {d.driver for d in outcome.drivers} >= {"frr", "kernel"}
     assert not any("seq 1000" in ln for ln in frr.applied.global_lines)
-    # Nothing changed: the periodic FRR check comes after the kernel and flows.
+    # Nothing changed: the periodic FRR check comes after the kernel (and after the flows,
+    # on a tick).
     assert [d.driver for d in reconciler.reconcile(Trigger.FRR | Trigger.KERNEL).drivers] == [
-        "kernel", "flows", "frr"]
+        "kernel", "frr"]
+    assert [d.driver for d in reconciler.reconcile(Trigger.FRR | Trigger.TICK).drivers] == [
+        "flows", "frr"]

@@ -123,6 +123,7 @@ class Reconciler:
         self._desired: DesiredState | None = None
         self._kernel_dirty = True
         self._frr_dirty = True
+        self._flows_dirty = True
         self._bridges = tuple(b.name for b in settings.bridges)
         self._frr_wanted = exposure_config(self._bridges, settings.exposure)
         self._waiting: tuple[str, ...] = ()
@@ -143,6 +144,7 @@ class Reconciler:
             if view is not None and (view != self._view or self._desired is None):
                 fresh = plan(view, self.settings, self._plan_memo)
                 planned = fresh != self._desired
+                self._flows_dirty |= self._desired is None or fresh.flows != self._desired.flows
                 self._view, self._desired = view, fresh
                 self._kernel_dirty |= planned
                 frr_wanted = self._exposure(fresh)
@@ -166,7 +168,13 @@ class Reconciler:
             kernel = self._run("kernel", lambda: self._sync_kernel(desired, full))
             self._kernel_dirty = not kernel.ok
             drivers.append(kernel)
-        drivers.append(self._run("flows", lambda: self._sync_flows(desired)))
+        # The flows depend on the served networks only: a bind or an unbind leaves them as they
+        # are, so its pass does not wait for two ovs-ofctl calls. Ticks (every 0.5 s) check
+        # them, and repair one deleted by hand.
+        if self._flows_dirty or triggers & (Trigger.TICK | Trigger.RESYNC):
+            flows = self._run("flows", lambda: self._sync_flows(desired))
+            self._flows_dirty = not flows.ok or bool(self._waiting)
+            drivers.append(flows)
         if not frr_first and triggers & (Trigger.FRR | Trigger.RESYNC):
             drivers.append(self._run_frr())
         return Outcome(triggers, planned=planned, desired=desired, drivers=tuple(drivers),
