@@ -21,6 +21,7 @@ and no provider route anywhere (checked), and leaves it so.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -154,6 +155,10 @@ def pair(lab: Lab) -> Iterator[Pair]:
         for vm in (a, c):
             for address in _addresses(vm):
                 _wait_at_spines(lab, address, vm.node)
+            # and its node's egress flow: OVN makes the patch port only once the network is
+            # local there, so the flow may follow the routes by a pass
+            wait_until(functools.partial(_node_state_complete, lab, vm), timeout=5,
+                       what=f"everything of {vm.name} on {vm.node}")
         yield Pair(a, c)
     finally:
         for made in vmmod.list_vms(lab.paths):

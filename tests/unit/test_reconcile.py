@@ -13,6 +13,7 @@ from ovn_fabric.dataplane.flow_state import FlowChanges
 from ovn_fabric.dataplane.flows import FlowReport, FlowSync
 from ovn_fabric.dataplane.frr import FrrError
 from ovn_fabric.dataplane.kernel import ApplyReport, SyncResult
+from ovn_fabric.dataplane.kernel_state import Blocked
 from ovn_fabric.dataplane.kernel_state import diff as kernel_diff
 from ovn_fabric.frr.exposure import ExposureConfig
 from ovn_fabric.lab.sh import wait_until
@@ -74,10 +75,14 @@ class Kernel:
 class Flows:
     installed: frozenset[EgressFlow] = frozenset()
     reads: int = 0
+    no_patch_port: bool = False       # OVN has not made the patch port yet
 
     def sync(self, flows: Iterable[EgressFlow], bridges: Iterable[str] = ()) -> FlowSync:
         self.reads += 1
         wanted = frozenset(flows)
+        if self.no_patch_port:
+            waiting = tuple(Blocked(f.patch_port, "no such port (yet)") for f in wanted)
+            return FlowSync(FlowChanges(waiting=waiting), FlowReport(0))
         changed = len(wanted ^ self.installed)
         self.installed = wanted
         return FlowSync(FlowChanges(), FlowReport(changed))
@@ -175,6 +180,18 @@ def test_a_bind_does_not_wait_for_the_flows_a_tick_and_a_new_network_do() -> Non
     drivers = [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers]
     assert drivers == ["kernel", "flows"]
     assert flows.installed == frozenset()
+
+
+def test_flows_waiting_for_their_patch_port_are_tried_again_on_the_next_pass() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, _, flows, _ = make(source)
+    flows.no_patch_port = True
+    first = reconciler.reconcile(Trigger.OVN)
+    assert [d.waiting for d in first.drivers if d.driver == "flows"] != [()]
+    flows.no_patch_port = False                        # ovn-controller made it meanwhile
+    source.current = view("172.24.4.10", "172.24.4.11")
+    assert "flows" in [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers]
+    assert flows.installed != frozenset()
 
 
 def test_only_ovn_and_resync_passes_read_ovn() -> None:

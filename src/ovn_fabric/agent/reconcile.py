@@ -173,7 +173,8 @@ class Reconciler:
         # them, and repair one deleted by hand.
         if self._flows_dirty or triggers & (Trigger.TICK | Trigger.RESYNC):
             flows = self._run("flows", lambda: self._sync_flows(desired))
-            self._flows_dirty = not flows.ok or bool(self._waiting)
+            # Waiting (OVN has not made the patch port yet): try again on the next pass.
+            self._flows_dirty = not flows.ok or bool(flows.waiting)
             drivers.append(flows)
         if not frr_first and triggers & (Trigger.FRR | Trigger.RESYNC):
             drivers.append(self._run_frr())
