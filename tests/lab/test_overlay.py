@@ -22,7 +22,6 @@ The lab and the tenant networks are built once for the module and always removed
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -35,11 +34,12 @@ import pytest
 from ovn_fabric.lab import lab as labmod
 from ovn_fabric.lab import neutron, overlay, ovn, probe
 from ovn_fabric.lab import vm as vmmod
-from ovn_fabric.lab.fabric import require_binaries
 from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.sh import output, run, wait_until
 from ovn_fabric.lab.topology import ENCAP_BRIDGE
 from ovn_fabric.lab.vm import Vm
+
+from .conftest import built_lab
 
 pytestmark = pytest.mark.lab
 
@@ -57,17 +57,7 @@ CONVERGE_S = 5.0
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.fail("the lab tests need root (network namespaces, FRR, OVS)")
-    try:
-        require_binaries()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc))
-    labmod.down(PREFIX)            # a leftover of a killed run
-    try:
-        yield labmod.up("three-rack", PREFIX, print)
-    finally:
-        labmod.down(PREFIX)
+    yield from built_lab("three-rack", PREFIX)
 
 
 def _cli(lab: Lab, *args: str) -> str:
