@@ -147,25 +147,25 @@ def test_a_failing_driver_does_not_stop_the_others_and_is_retried() -> None:
     assert "No buffer space available" in failed["kernel"][0]
     assert flows.installed != frozenset()         # the flow driver still ran
     assert kernel.routes == set()
-    # the next pass, even a mere tick, retries the failed drivers and succeeds
-    second = reconciler.reconcile(Trigger.TICK)
+    # the loop's retry pass runs the failed drivers again, and they succeed
+    second = reconciler.reconcile(Trigger.RETRY)
     assert second.ok
     assert kernel.routes == {"172.24.4.10/32"}
     assert frr.applied is not None
 
 
-def test_a_tick_with_an_unchanged_plan_reads_only_the_flows() -> None:
+def test_flows_drift_with_an_unchanged_plan_syncs_only_the_flows() -> None:
     reconciler, kernel, _, _ = make(Source(view("172.24.4.10")))
     reconciler.reconcile(Trigger.OVN)
-    kernel.mem.routes.clear()                 # drift the tick must not see: the kernel watch
-    outcome = reconciler.reconcile(Trigger.TICK)
+    kernel.mem.routes.clear()                 # drift the flows pass must not see: the kernel watch
+    outcome = reconciler.reconcile(Trigger.FLOWS)
     assert [d.driver for d in outcome.drivers] == ["flows"]
     assert kernel.routes == set()
     reconciler.reconcile(Trigger.KERNEL)      # ... which marks KERNEL: repaired
     assert kernel.routes == {"172.24.4.10/32"}
 
 
-def test_a_bind_does_not_wait_for_the_flows_a_tick_and_a_new_network_do() -> None:
+def test_a_bind_does_not_wait_for_the_flows_drift_and_a_new_network_do() -> None:
     source = Source(view("172.24.4.10"))
     reconciler, kernel, flows, _ = make(source)
     assert [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers] == ["frr", "kernel",
@@ -174,8 +174,8 @@ def test_a_bind_does_not_wait_for_the_flows_a_tick_and_a_new_network_do() -> Non
     assert [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers] == ["kernel"]
     assert kernel.routes == {"172.24.4.10/32", "172.24.4.11/32"}
     flows.installed = frozenset()                             # deleted by hand
-    assert [d.driver for d in reconciler.reconcile(Trigger.TICK).drivers] == ["flows"]
-    assert flows.installed != frozenset()                     # repaired by the tick
+    assert [d.driver for d in reconciler.reconcile(Trigger.FLOWS).drivers] == ["flows"]
+    assert flows.installed != frozenset()                     # repaired: the probe saw it
     source.current = view("172.24.4.10", localnet=False)      # the network goes
     drivers = [d.driver for d in reconciler.reconcile(Trigger.OVN).drivers]
     assert drivers == ["kernel", "flows"]
@@ -195,12 +195,13 @@ def test_flows_waiting_for_their_patch_port_are_tried_again_on_the_next_pass() -
 
 
 def test_only_ovn_and_resync_passes_read_ovn() -> None:
-    """A snapshot costs ~0.3 ms per port: ticks at a node with 3,000 ports took half a core."""
+    """A snapshot costs ~0.3 ms per port: passes for other reasons at a node with 3,000 ports
+    took half a core when each read OVN."""
     source = Source(view("172.24.4.10"))
     reconciler, kernel, _, _ = make(source)
     reconciler.reconcile(Trigger.OVN)
     source.current = view("172.24.4.10", "172.24.4.11")    # without a mark: not seen
-    for trigger in (Trigger.TICK, Trigger.FRR, Trigger.KERNEL):
+    for trigger in (Trigger.FLOWS, Trigger.FRR, Trigger.KERNEL):
         assert reconciler.reconcile(trigger).ok
     assert source.reads == 1
     assert kernel.routes == {"172.24.4.10/32"}
@@ -215,11 +216,11 @@ def test_while_ovn_is_unsynced_every_pass_reads_it_and_touches_nothing() -> None
     source.current = None                                    # connection lost
     assert reconciler.reconcile(Trigger.OVN).waiting_for_ovn
     flows.installed = frozenset()
-    outcome = reconciler.reconcile(Trigger.TICK)
+    outcome = reconciler.reconcile(Trigger.FLOWS)
     assert outcome.waiting_for_ovn
     assert (source.reads, flows.installed) == (3, frozenset())
     source.current = view("172.24.4.11")                     # back, and changed meanwhile
-    assert reconciler.reconcile(Trigger.TICK).ok
+    assert reconciler.reconcile(Trigger.FLOWS).ok
     assert kernel.routes == {"172.24.4.11/32"}
 
 
@@ -262,9 +263,57 @@ def test_the_frr_block_permits_exactly_the_tenant_subnets_the_plan_advertises() 
     outcome = reconciler.reconcile(Trigger.OVN)
     assert {d.driver for d in outcome.drivers} >= {"frr", "kernel"}
     assert not any("seq 1000" in ln for ln in frr.applied.global_lines)
-    # Nothing changed: the periodic FRR check comes after the kernel (and after the flows,
-    # on a tick).
+    # Nothing changed: FRR drift is synced after the kernel (and after the flows).
     assert [d.driver for d in reconciler.reconcile(Trigger.FRR | Trigger.KERNEL).drivers] == [
         "kernel", "frr"]
-    assert [d.driver for d in reconciler.reconcile(Trigger.FRR | Trigger.TICK).drivers] == [
+    assert [d.driver for d in reconciler.reconcile(Trigger.FRR | Trigger.FLOWS).drivers] == [
         "flows", "frr"]
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_change_that_finds_the_loop_idle_is_planned_at_once_not_after_the_debounce() -> None:
+    """A lone bind waits for no debounce: with a 5 s debounce, its pass still comes within the
+    2 s this test allows (the clock says the loop has been idle for 10 s)."""
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, _, _ = make(source)
+    clock = ManualClock()
+    loop = Loop(reconciler, lambda _: None, debounce_s=5.0, resync_s=3600, clock=clock)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        wait_until(lambda: kernel.routes == {"172.24.4.10/32"}, timeout=5,
+                   what="the first pass (a resync)")
+        clock.now += 10.0
+        source.current = view("172.24.4.10", "172.24.4.12")
+        loop.mark(Trigger.OVN)
+        wait_until(lambda: "172.24.4.12/32" in kernel.routes, timeout=2,
+                   what="a pass at once after a mark on an idle loop")
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_a_failed_pass_is_retried_without_any_new_mark() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, _, _ = make(source)
+    kernel.fail_next = OSError(105, "No buffer space available")
+    outcomes: list[Outcome] = []
+    loop = Loop(reconciler, outcomes.append, debounce_s=0.01, resync_s=3600)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        wait_until(lambda: kernel.routes == {"172.24.4.10/32"}, timeout=5,
+                   what="the kernel programmed by the retry pass")
+    finally:
+        loop.stop()
+        thread.join(timeout=5)
+    assert not outcomes[0].ok
+    assert any(o.triggers & Trigger.RETRY and o.ok for o in outcomes[1:])

@@ -1,8 +1,10 @@
 """`ovn-fabric agent --config FILE`: wire the reader, the planner and the drivers, and run.
 
-Threads: the OVSDB reader's (marks OVN), the netlink watch's (marks KERNEL), the status HTTP
-server's, and the main thread, which runs the reconcile loop. The loop is the only thread that
-plans and writes, so no state is shared beyond the marks.
+Threads: the OVSDB reader's (marks OVN), the netlink watch's (marks KERNEL), the drift probe's
+(reads the flows and FRR periodically, marks FLOWS or FRR when they differ from the last plan),
+the status HTTP server's, and the main thread, which runs the reconcile loop. The loop is the
+only thread that plans and writes; the probe only reads, with drivers of its own, and compares
+with the reconciler's last plan (an immutable value).
 
 Stopping (SIGTERM, SIGINT) withdraws nothing: routes, neighbours and flows stay in place, and a
 restarted agent adopts them (read back, diff: nothing to do). Killing it with SIGKILL is the same.
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from ovn_fabric.agent.drift import DriftProbe, flows_check, frr_check
 from ovn_fabric.agent.kernel_watch import KernelWatch
 from ovn_fabric.agent.reconcile import Loop, Outcome, Reconciler, Trigger
 from ovn_fabric.agent.status import Status, serve
@@ -86,7 +89,8 @@ def run(settings: Settings) -> int:
                     chassis=settings.node.chassis, hostname=settings.node.hostname,
                     ssl=_ssl_files(settings))
     kernel = KernelDriver()
-    flows = FlowDriver(OvsTarget(rundir=Path(str(settings.ovs.db_socket)).parent))
+    ovs_target = OvsTarget(rundir=Path(str(settings.ovs.db_socket)).parent)
+    flows = FlowDriver(ovs_target)
     reconciler = Reconciler(settings, reader, kernel=kernel, flows=flows, frr=sync_frr)
     loop = Loop(reconciler, _Reporter(status), debounce_s=settings.reconcile.debounce_ms / 1000,
                 resync_s=settings.reconcile.resync_s)
@@ -103,11 +107,14 @@ def run(settings: Settings) -> int:
         server = serve(status, str(settings.status.host), settings.status.port)
         log.info("status on http://%s:%d/status", settings.status.host, settings.status.port)
     watch = KernelWatch(bridges, lambda: mark(Trigger.KERNEL), on_touches=kernel.note).start()
+    probe = DriftProbe([flows_check(FlowDriver(ovs_target), bridges, lambda: reconciler.desired),
+                        frr_check(vtysh, lambda: reconciler.frr_wanted)], mark).start()
     reader.start()
     log.info("agent started: bridges %s", ", ".join(bridges))
     try:
         loop.run()
     finally:
+        probe.close()
         watch.close()
         reader.close()
         kernel.close()

@@ -11,11 +11,14 @@ The triggers only decide what must be looked at:
              its PlanMemo, its own work on every claim that did not change
     KERNEL   the netlink watch saw our state touched: sync the kernel (the driver reads it
              all back only if the event contradicts what it believes is there)
-    TICK     every DRIFT_CHECK_S: flows (a ~15-25 ms read), which is how a restarted
+    FLOWS    the drift probe (agent/drift.py, a thread of its own, every 0.5 s) found the
+             flows differ from the plan's: sync the flows. This is how a restarted
              ovs-vswitchd or a flow deleted by hand is repaired within a second
-    FRR      every FRR_CHECK_S: FRR (vtysh costs ~60 ms a read, too dear for every tick), which
-             is how the agent's block is restored after bgpd restarts (the routes themselves
-             stay in the kernel meanwhile)
+    FRR      the drift probe (every 2 s) found bgpd's running config differs from the agent's
+             block: sync FRR. This is how the block is restored after bgpd restarts (the
+             routes themselves stay in the kernel meanwhile)
+    RETRY    the last pass failed (or OVN was not synced yet): run again, RETRY_S later; the
+             failed drivers are still dirty, so they run
     RESYNC   every `resync_s`: everything, whatever we believe; the kernel driver reads back
              and diffs everything (`full`), as it does after a failure (between those, a kernel
              pass diffs only what changed: dataplane/kernel_cache.py)
@@ -48,8 +51,6 @@ from ovn_fabric.plan import PlanMemo, plan
 
 log = logging.getLogger(__name__)
 
-DRIFT_CHECK_S = 0.5       # flows are re-read this often: repairs within a second
-FRR_CHECK_S = 2.0         # FRR's running config is re-read this often
 RETRY_S = 0.5             # a pass with a failure is retried this soon
 MAX_DEBOUNCE_FACTOR = 5   # a stream of changes delays a pass by at most 5 x debounce
 
@@ -58,8 +59,9 @@ class Trigger(Flag):
     NONE = 0
     OVN = auto()
     KERNEL = auto()
-    TICK = auto()
+    FLOWS = auto()
     FRR = auto()
+    RETRY = auto()
     RESYNC = auto()
 
 
@@ -134,6 +136,11 @@ class Reconciler:
         """The last plan (None before the first synced read)."""
         return self._desired
 
+    @property
+    def frr_wanted(self) -> ExposureConfig:
+        """The FRR block the last plan wants (what the drift probe compares bgpd with)."""
+        return self._frr_wanted
+
     def reconcile(self, triggers: Trigger) -> Outcome:
         start = self._clock()
         planned = False
@@ -169,9 +176,9 @@ class Reconciler:
             self._kernel_dirty = not kernel.ok
             drivers.append(kernel)
         # The flows depend on the served networks only: a bind or an unbind leaves them as they
-        # are, so its pass does not wait for two ovs-ofctl calls. Ticks (every 0.5 s) check
-        # them, and repair one deleted by hand.
-        if self._flows_dirty or triggers & (Trigger.TICK | Trigger.RESYNC):
+        # are, so its pass does not wait for two ovs-ofctl calls. The drift probe reads them
+        # every 0.5 s, and marks FLOWS when one was deleted by hand.
+        if self._flows_dirty or triggers & (Trigger.FLOWS | Trigger.RESYNC):
             flows = self._run("flows", lambda: self._sync_flows(desired))
             # Waiting (OVN has not made the patch port yet): try again on the next pass.
             self._flows_dirty = not flows.ok or bool(flows.waiting)
@@ -217,8 +224,15 @@ class Reconciler:
 
 
 class Loop:
-    """Runs passes when triggered: debounced OVN and kernel changes, a drift tick, a resync.
-    `mark` may be called from any thread (the OVSDB reader's, the netlink watch's)."""
+    """Runs passes when triggered: OVN and kernel changes, the drift probe's findings, a retry
+    after a failed pass, a periodic resync. `mark` may be called from any thread (the OVSDB
+    reader's, the netlink watch's, the drift probe's).
+
+    Debounce, on the trailing edge only when busy: a change that finds the loop idle (no pass
+    ended within the last `debounce` s) is planned at once, so a lone bind waits for nothing;
+    changes that arrive while a pass runs, or right after one, are collected until `debounce`
+    s pass with no new one (at most MAX_DEBOUNCE_FACTOR x debounce), so a burst costs a few
+    passes, not one per change. The first pass is a RESYNC: it adopts what is there."""
 
     def __init__(self, reconciler: Reconciler, on_outcome: Callable[[Outcome], None],
                  *, debounce_s: float, resync_s: float,
@@ -257,30 +271,29 @@ class Loop:
 
     def run(self) -> None:
         now = self._clock()
-        next_tick, next_frr, next_resync = now, now + FRR_CHECK_S, now + self._resync
+        next_resync, next_retry = now, float("inf")
+        last_end = now - self._debounce
         while True:
             with self._cond:
                 while not self._stop and not self._pending:
-                    timeout = min(next_tick, next_frr, next_resync) - self._clock()
+                    timeout = min(next_resync, next_retry) - self._clock()
                     if timeout <= 0:
                         break
                     self._cond.wait(timeout)
                 if self._stop:
                     return
-                if self._pending:
+                if self._pending and self._clock() - last_end < self._debounce:
                     self._debounce_wait()
                 triggers, self._pending = self._pending, Trigger.NONE
             now = self._clock()
-            if now >= next_tick:
-                triggers |= Trigger.TICK
-                next_tick = now + DRIFT_CHECK_S
-            if now >= next_frr:
-                triggers |= Trigger.FRR
-                next_frr = now + FRR_CHECK_S
+            if now >= next_retry:
+                triggers |= Trigger.RETRY
+                next_retry = float("inf")
             if now >= next_resync:
                 triggers |= Trigger.RESYNC
                 next_resync = now + self._resync
             outcome = self._reconciler.reconcile(triggers)
             self._on_outcome(outcome)
+            last_end = self._clock()
             if not outcome.ok:
-                next_tick = min(next_tick, self._clock() + RETRY_S)
+                next_retry = min(next_retry, last_end + RETRY_S)

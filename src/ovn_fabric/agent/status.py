@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ovn_fabric.agent.reconcile import Outcome
-from ovn_fabric.model import DesiredState
+from ovn_fabric.model import DesiredState, Reason
 
 
 @dataclass
@@ -100,6 +100,7 @@ class Status:
         self._lock = threading.Lock()
         self._last: Outcome | None = None
         self._last_ok = False
+        self._counted: DesiredState | None = None    # the plan the gauges were set from
 
     def record(self, outcome: Outcome) -> None:
         m = self.metrics
@@ -112,13 +113,16 @@ class Status:
             m.changes.labels(d.driver).inc(d.changes)
             if not d.ok:
                 m.failures.labels(d.driver).inc()
-        if outcome.desired is not None:
-            counts: dict[str, int] = {}
+        # Counting 3,000 exposures costs ~1 ms: only when the plan is another one. Every reason
+        # is set, so that one whose last prefix went reads 0, not its old count.
+        if outcome.desired is not None and outcome.desired is not self._counted:
+            counts = dict.fromkeys(Reason, 0)
             for e in outcome.desired.exposures:
-                counts[str(e.reason)] = counts.get(str(e.reason), 0) + 1
+                counts[e.reason] += 1
             for reason, count in counts.items():
-                m.advertised.labels(reason).set(count)
+                m.advertised.labels(str(reason)).set(count)
             m.refused.set(len(outcome.desired.refusals))
+            self._counted = outcome.desired
         if outcome.ok:
             m.last_success.set(outcome.finished_at)
         with self._lock:
