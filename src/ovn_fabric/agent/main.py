@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from ovn_fabric.agent.collector import Collector
 from ovn_fabric.agent.drift import DriftProbe, flows_check, frr_check
 from ovn_fabric.agent.kernel_watch import KernelWatch
 from ovn_fabric.agent.reconcile import Loop, Outcome, Reconciler, Trigger
@@ -92,7 +93,13 @@ def run(settings: Settings) -> int:
     ovs_target = OvsTarget(rundir=Path(str(settings.ovs.db_socket)).parent)
     flows = FlowDriver(ovs_target)
     reconciler = Reconciler(settings, reader, kernel=kernel, flows=flows, frr=sync_frr)
-    loop = Loop(reconciler, _Reporter(status), debounce_s=settings.reconcile.debounce_ms / 1000,
+    reporter, collector = _Reporter(status), Collector()
+
+    def on_outcome(outcome: Outcome) -> None:
+        reporter(outcome)
+        collector.after(outcome)
+
+    loop = Loop(reconciler, on_outcome, debounce_s=settings.reconcile.debounce_ms / 1000,
                 resync_s=settings.reconcile.resync_s)
     loops.append(loop)
 
@@ -109,6 +116,7 @@ def run(settings: Settings) -> int:
     watch = KernelWatch(bridges, lambda: mark(Trigger.KERNEL), on_touches=kernel.note).start()
     probe = DriftProbe([flows_check(FlowDriver(ovs_target), bridges, lambda: reconciler.desired),
                         frr_check(vtysh, lambda: reconciler.frr_wanted)], mark).start()
+    collector.start()
     reader.start()
     log.info("agent started: bridges %s", ", ".join(bridges))
     try:
