@@ -19,7 +19,8 @@ unbound by writing Port_Binding.chassis and .up in the Southbound, as ovn-contro
    completed the set, not of a poll. The egress rule is per network: it is checked to be
    present, it takes no work per port. The agent's VmRSS and VmHWM after each N.
 2. Latency: `--binds` times, bind one port, time until its /32 is in spine1's kernel (and in
-   compute1's), unbind it, wait until it is gone everywhere. p50 / p90 / p99 / max. With
+   compute1's), unbind it, wait until it is gone everywhere. p50 / p90 / p99 / max, and the
+   same of the fabric's share (spine1's time less compute1's: FRR's, not the agent's). With
    `--latency-background N`, N other ports stay bound meanwhile (a busy node).
 3. The issue's targets, with the ratio figure/target (<= 1 is met): N=3,000 programmed on the
    node within 0.5 s; p99 bind-to-spine within 250 ms.
@@ -742,11 +743,15 @@ def print_scale(rows: Sequence[ScaleRow], dual_stack: bool) -> None:
 
 def print_latency(latency: Latency) -> None:
     print(f"\n== Single port, {len(latency.spine) + latency.timeouts} binds (unbound between), "
-          f"{latency.background} other ports bound: bind -> its /32 in the kernel")
+          f"{latency.background} other ports bound: bind -> its /32 in the kernel "
+          "(fabric: spine1's time less compute1's, for each bind)")
     if not latency.spine:
         print("  every bind timed out")
         return
-    for what, values in (("compute1", latency.node), ("spine1", latency.spine)):
+    # What FRR adds: from the route in compute1's kernel to the same route in spine1's.
+    fabric = [spine - node for node, spine in zip(latency.node, latency.spine, strict=True)]
+    for what, values in (("compute1", latency.node), ("spine1", latency.spine),
+                         ("fabric", fabric)):
         print(f"  {what:9}: p50 {ms(percentile(values, 50))}, p90 {ms(percentile(values, 90))}, "
               f"p99 {ms(percentile(values, 99))}, max {ms(max(values))}, min {ms(min(values))} "
               f"(timeouts: {latency.timeouts})")
