@@ -26,7 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ovn_fabric.lab.topology import ENCAP_BRIDGE, Device, Interface, Role, Topology
+from ovn_fabric.lab.topology import (
+    ENCAP_BRIDGE,
+    FABRIC_ROLES,
+    Device,
+    Interface,
+    Role,
+    Topology,
+)
 
 MAXIMUM_PATHS = 16
 BFD_PROFILE = "fabric"
@@ -63,6 +70,17 @@ def sends_tenant_routes(topology: Topology, device: Device) -> bool:
     """Whether the device may advertise tenant subnets: a gateway chassis (it may hold a
     router's active gateway), in a topology with tenant pools."""
     return Role.GATEWAY in device.roles and bool(topology.tenant_pools)
+
+
+def _zebra_work_queue(device: Device) -> list[str]:
+    """A switch's zebra installs what its bgpd hands it, and on a spine that is on every host
+    route's way: it works its queue at once instead of holding it 10 ms (PERFORMANCE.md). A
+    server's zebra keeps the hold: it learns the agent's routes from the kernel, thousands at a
+    time, and without the hold the agent's 3,000-port bind took longer (PERFORMANCE.md)."""
+    if not device.roles & FABRIC_ROLES:
+        return []
+    return ["! a host route's way to a spine waits 10 ms less (PERFORMANCE.md)",
+            "zebra work-queue 0"]
 
 
 def _tier(device: Device) -> int:
@@ -125,10 +143,7 @@ def render(topology: Topology, name: str, *, log_file: str) -> str:
         "!",
         "! FRR 8.4 loses ECMP legs in kernel nexthop groups after link flaps (fixed in 9.0).",
         "no zebra nexthop kernel enable",
-        "! zebra holds its route queue 10 ms before working it, once per zebra on a route's way",
-        "! (the node's learns it from the kernel, the spine's installs it): 20 ms of the 177 ms",
-        "! from node to spine (PERFORMANCE.md). bgpd's own 50 ms hold is fixed.",
-        "zebra work-queue 0",
+        *_zebra_work_queue(me),
         "ip forwarding",
         "ipv6 forwarding",
         "!",
