@@ -30,8 +30,12 @@ converts again only the rows the IDL changed since. A row is converted again whe
 notified a change of it (`_Idl.notify`: insert, update, delete; a "modify" changes the Row
 object in place) or when the IDL holds another Row object for its uuid (the IDL replaces the
 objects, without notifying, when it clears its tables for a full reload after a reconnection,
-and when the server re-inserts a row it holds). Unchanged rows come back as the same dict
-objects, which callers must not modify.
+and when the server re-inserts a row it holds). A row the IDL notified as updated ("modify")
+is converted again only in the columns the update named (the IDL hands `notify` the old values
+of exactly those columns), the others keeping their converted values: binding 3,000 ports
+changes two of a Port_Binding's thirteen columns. Unchanged rows come back as the same dict
+objects, and the unchanged columns of a changed row as the same values; callers must not
+modify either.
 """
 
 from __future__ import annotations
@@ -95,16 +99,25 @@ def split_remotes(remote: str) -> list[str]:
     return remotes
 
 
+# What changed in a row since it was last converted: the columns an update named, or
+# everything (None: inserted, deleted, or an update that did not say).
+Changed: TypeAlias = frozenset[str] | None
+
+
 class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]  # untyped base class
     """`ovs.db.idl.Idl` with the workarounds described in the module docstring, recording
-    the uuids of the rows it changed, per table (`dirty`, emptied by its reader)."""
+    the uuids of the rows it changed, per table, with the columns changed (`dirty`, emptied by
+    its reader)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.dirty: dict[str, set[uuid.UUID]] = {}
+        self.dirty: dict[str, dict[uuid.UUID, Changed]] = {}
         super().__init__(*args, **kwargs)
 
     def notify(self, event: str, row: Any, updates: Any = None) -> None:
-        self.dirty.setdefault(row._table.name, set()).add(row.uuid)
+        changes = self.dirty.setdefault(row._table.name, {})
+        columns = _updated_columns(event, updates)
+        before = changes.get(row.uuid, frozenset())
+        changes[row.uuid] = None if columns is None or before is None else before | columns
 
     @property
     def connected(self) -> bool:
@@ -174,6 +187,16 @@ class _SchemaFetch:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _updated_columns(event: str, updates: Any) -> Changed:
+    """The columns an IDL notification says changed: for an update, those of the Row of old
+    values the IDL passes along (its `_data` holds exactly the columns the update named); None
+    (everything) otherwise."""
+    if event != ovs.db.idl.ROW_UPDATE:
+        return None
+    old_values = getattr(updates, "_data", None)
+    return frozenset(old_values) if isinstance(old_values, dict) else None
 
 
 def _keep_uuid(atom: object, _base: object) -> object:
@@ -315,18 +338,21 @@ class Database:
         if self._idl is None:
             return []
         registered = self.columns[table]
-        dirty = self._idl.dirty.pop(table, set())
+        dirty = self._idl.dirty.pop(table, {})
         previous = self._converted.get(table, {})
         current: dict[uuid.UUID, tuple[object, RawRow]] = {}
         rows: list[RawRow] = []
         for row_uuid, row in self._idl.tables[table].rows.items():
             kept = previous.get(row_uuid)
-            if kept is None or kept[0] is not row or row_uuid in dirty:
-                data = row._data            # the raw Datums: references stay UUIDs
-                values: RawRow = {column: data[column].to_python(_keep_uuid)
-                                  for column in registered}
-                values["_uuid"] = row.uuid
-                kept = (row, values)
+            if kept is None or kept[0] is not row:
+                kept = (row, _converted(row, registered))
+            elif row_uuid in dirty:
+                changed = dirty[row_uuid]
+                if changed is None:
+                    kept = (row, _converted(row, registered))
+                else:
+                    kept = (row, _converted(row, [c for c in registered if c in changed],
+                                            kept[1]))
             current[row_uuid] = kept
             rows.append(kept[1])
         self._converted[table] = current
@@ -362,3 +388,18 @@ class Database:
         state = self._idl.tables[table].condition_state
         return bool(state.new is None and state.requested is None
                     and state.acked == (condition or [False]))
+
+
+def _converted(row: Any, columns: Sequence[str], previous: RawRow | None = None) -> RawRow:
+    """An IDL Row as a RawRow: `columns` converted from its Datums (references stay UUIDs),
+    the other columns (and `_uuid`) those of `previous`, in a new dict. Without `previous`,
+    `columns` must be every registered column."""
+    data = row._data                        # the raw Datums: references stay UUIDs
+    if previous is None:
+        values: RawRow = {column: data[column].to_python(_keep_uuid) for column in columns}
+        values["_uuid"] = row.uuid
+        return values
+    values = dict(previous)
+    for column in columns:
+        values[column] = data[column].to_python(_keep_uuid)
+    return values
