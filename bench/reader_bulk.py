@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._gc import GcClock
 from bench.sb_sync import cpu_seconds
 from ovn_fabric.lab.ovsdb_server import OVN_SB_SCHEMA, VSWITCH_SCHEMA, OvsdbServer
 from ovn_fabric.lab.sh import run
@@ -152,28 +153,6 @@ class ProfiledReader(Reader):
         if end - start > BUSY:
             self.rounds.append((start, end))
         return result
-
-
-class GcClock:
-    """Wall time spent in the garbage collector (every thread) and its collections, by
-    generation, through `gc.callbacks`."""
-
-    def __init__(self) -> None:
-        self.seconds = [0.0, 0.0, 0.0]
-        self.collections = [0, 0, 0]
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds[info["generation"]] += time.perf_counter() - self._started
-            self.collections[info["generation"]] += 1
-
-    def reading(self) -> tuple[float, float, int]:
-        """(seconds in all collections, in full ones, how many full ones) so far."""
-        return sum(self.seconds), self.seconds[2], self.collections[2]
 
 
 def thread_cpu(thread: threading.Thread) -> float:
