@@ -18,6 +18,7 @@ from ovn_fabric import config
 from ovn_fabric.config import ExposurePolicy, PrefixRule, Settings, TenantNetworks
 from ovn_fabric.model import IPAddress, IPNetwork, Reason
 from ovn_fabric.ovn.view import (
+    BuildMemo,
     Chassis,
     Datapath,
     LoadBalancer,
@@ -526,3 +527,42 @@ def test_a_plan_memo_never_changes_the_result(inputs: dict[str, Any], node: Sett
         kept = [row for row, keep in zip(rows, cycle(mask)) if keep]
         view = build_view(**{**inputs, "port_bindings": kept})
         assert plan(view, node, memo) == plan(view, node)
+
+
+@st.composite
+def row_versions(draw: st.DrawFn) -> list[list[object]]:
+    """Successive versions of a list of Port_Binding rows as the OVSDB reader hands them over:
+    each row keyed by its `_uuid`; between versions a row is the same object, or a new dict
+    sharing the values of the columns that did not change (with some of them, or its `_uuid`,
+    taken from another row), or gone."""
+    rows: list[object] = [
+        {**row, "_uuid": f"row-{n}"} if isinstance(row, dict) and draw(st.booleans()) else row
+        for n, row in enumerate(draw(st.lists(port_binding_rows, min_size=1, max_size=8)))]
+    versions = [rows]
+    for _ in range(draw(st.integers(1, 4))):
+        previous, rows = rows, []
+        for row in previous:
+            change = draw(st.sampled_from(("same", "same", "columns", "columns", "gone")))
+            if change == "same" or not isinstance(row, dict):
+                rows.append(row)
+            elif change == "columns":
+                donor = draw(st.sampled_from(previous))
+                donor = donor if isinstance(donor, dict) else {}
+                names = [*row, *(column for column in donor if column not in row)]
+                columns = draw(st.lists(st.sampled_from(names), max_size=4)) if names else []
+                rows.append({**row, **{c: donor.get(c) for c in columns}})
+        versions.append(rows)
+    return versions
+
+
+@given(row_versions())
+@settings(max_examples=300)
+def test_a_build_memo_never_changes_the_view(versions: list[list[object]]) -> None:
+    """The reader builds each view with a BuildMemo that reuses unchanged rows and the
+    unchanged column values of changed ones: over any sequence of row versions, the view (rows
+    and problems) is the one a build without a memo gives."""
+    memo = BuildMemo()
+    for rows in versions:
+        inputs: dict[str, Any] = {"local_chassis": CHASSIS_0, "bridge_mappings": BRIDGE_MAPPINGS,
+                                  "port_bindings": rows}
+        assert build_view(**inputs, memo=memo) == build_view(**inputs)

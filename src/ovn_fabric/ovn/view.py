@@ -31,7 +31,7 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from ovn_fabric.model import IPAddress
 
@@ -51,6 +51,9 @@ PARSER_CACHE = 32768
 TUNNEL_KEY_MAX = 2**32 - 1
 
 Row = TypeVar("Row")
+# A view row's builder: raw row (and a ValueMemo) -> the row, or None, and its problems.
+FromRow: TypeAlias = Callable[[object, "ValueMemo | None"],
+                              tuple[Row | None, tuple["Problem", ...]]]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -106,8 +109,9 @@ class Chassis:
     hostname: str = ""
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[Chassis | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Chassis", row, "name")
+    def from_row(cls, row: object,
+                 values: ValueMemo | None = None) -> tuple[Chassis | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Chassis", row, "name", values)
         if reader.key is None:
             return None, reader.done()
         return cls(name=reader.key, hostname=reader.string("hostname")), reader.done()
@@ -127,8 +131,9 @@ class Datapath:
         return self.external_ids.get("name2") or self.external_ids.get("name") or self.uuid
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[Datapath | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Datapath_Binding", row, "_uuid")
+    def from_row(cls, row: object,
+                 values: ValueMemo | None = None) -> tuple[Datapath | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Datapath_Binding", row, "_uuid", values)
         if reader.key is None:
             return None, reader.done()
         datapath = cls(
@@ -158,8 +163,9 @@ class PortBinding:
     nat_addresses: tuple[str, ...] = ()     # raw entries of a patch port
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[PortBinding | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Port_Binding", row, "logical_port")
+    def from_row(cls, row: object,
+                 values: ValueMemo | None = None) -> tuple[PortBinding | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Port_Binding", row, "logical_port", values)
         if reader.key is None:
             return None, reader.done()
         binding = cls(
@@ -200,8 +206,10 @@ class LoadBalancer:
     external_ids: FrozenMap = FrozenMap()
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[LoadBalancer | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Load_Balancer", row, "_uuid")
+    def from_row(
+        cls, row: object, values: ValueMemo | None = None,
+    ) -> tuple[LoadBalancer | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Load_Balancer", row, "_uuid", values)
         if reader.key is None:
             return None, reader.done()
         datapaths = sorted({datapath for column in LB_DATAPATH_COLUMNS
@@ -263,30 +271,84 @@ def _canonical(rows: Iterable[Row], key: Callable[[Row], str]) -> tuple[Row, ...
     return tuple(ordered)
 
 
+# The set and map columns of one raw row as `_RowReader` read them: (kind, column) -> (the raw
+# value, what was read from it).
+ColumnValues: TypeAlias = dict[tuple[str, str], tuple[object, object]]
+
+
+class ValueMemo:
+    """For `_RowReader`: the set and map columns an earlier version of the row had (`earlier`),
+    reused where the raw value is the same object (the OVSDB reader hands out the unchanged
+    columns of a changed row as the same objects: a bind changes two of a Port_Binding's
+    thirteen columns), and those of this version, recorded (`now`). Only values read without a
+    Problem are recorded (a Problem names its row)."""
+
+    __slots__ = ("earlier", "now")
+
+    def __init__(self, earlier: ColumnValues | None = None) -> None:
+        self.earlier = earlier
+        self.now: ColumnValues = {}
+
+    def get(self, kind: str, column: str, raw: object) -> object | None:
+        """What `kind` ("map", "set") read from `raw`, if the earlier version had that same
+        object in `column`; else None."""
+        if self.earlier is None:
+            return None
+        kept = self.earlier.get((kind, column))
+        if kept is None or kept[0] is not raw:
+            return None
+        self.now[(kind, column)] = kept
+        return kept[1]
+
+    def put(self, kind: str, column: str, raw: object, value: object) -> None:
+        self.now[(kind, column)] = (raw, value)
+
+
+_Built: TypeAlias = tuple[object, object, tuple["Problem", ...], ColumnValues]
+
+
 class BuildMemo:
     """The rows built by `build_view`, kept from one build to the next: a raw row that is the
     same object as in the previous build (an unchanged row of the OVSDB reader) is not built
-    again. Holds each raw row it keeps, so an id is never reused while remembered. Not
-    thread-safe: one builder at a time."""
+    again; a raw row that is a new version of one built before (the same `_uuid`) reuses the
+    set and map column values it shares with it, as the same objects (`ValueMemo`). Holds each
+    raw row it keeps, so an id is never reused while remembered; raw rows and their values must
+    not be modified. Not thread-safe: one builder at a time."""
 
-    __slots__ = ("_current", "_previous")
+    __slots__ = ("_by_uuid", "_current", "_previous")
 
     def __init__(self) -> None:
-        self._previous: dict[int, tuple[object, object, tuple[Problem, ...]]] = {}
-        self._current: dict[int, tuple[object, object, tuple[Problem, ...]]] = {}
+        self._previous: dict[int, _Built] = {}
+        self._current: dict[int, _Built] = {}
+        # _uuid -> the latest version built; rows gone stay until it is compacted in done()
+        self._by_uuid: dict[object, _Built] = {}
 
-    def build(self, from_row: Callable[[object], tuple[Row | None, tuple[Problem, ...]]],
-              raw: object) -> tuple[Row | None, tuple[Problem, ...]]:
+    def build(self, from_row: FromRow[Row], raw: object) -> tuple[Row | None, tuple[Problem, ...]]:
         kept = self._previous.get(id(raw))
         if kept is None or kept[0] is not raw:
-            built, problems = from_row(raw)
-            kept = (raw, built, problems)
+            key = _row_uuid(raw)
+            earlier = self._by_uuid.get(key) if key is not None else None
+            values = ValueMemo(earlier[3] if earlier is not None else None)
+            built, problems = from_row(raw, values)
+            kept = (raw, built, problems, values.now)
+            if key is not None:
+                self._by_uuid[key] = kept
         self._current[id(raw)] = kept
         return kept[1], kept[2]  # type: ignore[return-value]  # built by the same from_row
 
     def done(self) -> None:
-        """End of a build: forget the rows it did not see."""
+        """End of a build: forget the rows it did not see (their `_uuid`s once they are as
+        many as the rows kept: a cost in proportion to the rows gone)."""
         self._previous, self._current = self._current, {}
+        if len(self._by_uuid) > 2 * len(self._previous) + 64:
+            self._by_uuid = {key: kept for kept in self._previous.values()
+                             if (key := _row_uuid(kept[0])) is not None}
+
+
+def _row_uuid(raw: object) -> object | None:
+    """A raw row's `_uuid` (a UUID or its text), or None."""
+    key = raw.get("_uuid") if isinstance(raw, Mapping) else None
+    return key if isinstance(key, uuid.UUID | str) else None
 
 
 def build_view(
@@ -502,23 +564,28 @@ def parse_vip(key: str) -> tuple[IPAddress | None, str]:
 
 
 class _RowReader:
-    """Reads the columns of one raw row, turning each malformed value into a Problem."""
+    """Reads the columns of one raw row, turning each malformed value into a Problem; with a
+    ValueMemo, a set or map column's raw value read for an earlier version of the row is not
+    read again."""
 
-    __slots__ = ("_problems", "_row", "_table", "key")
+    __slots__ = ("_problems", "_row", "_table", "_values", "key")
 
-    def __init__(self, table: str, row: Mapping[Any, Any], key: str | None) -> None:
+    def __init__(self, table: str, row: Mapping[Any, Any], key: str | None,
+                 values: ValueMemo | None = None) -> None:
         self._table = table
         self._row = row
         self.key = key
         self._problems: list[Problem] = []
+        self._values = values
 
     @classmethod
-    def start(cls, table: str, row: object, key_column: str) -> _RowReader:
+    def start(cls, table: str, row: object, key_column: str,
+              values: ValueMemo | None = None) -> _RowReader:
         if not isinstance(row, Mapping):
             reader = cls(table, {}, None)
             reader._problem(key_column, f"not a row but {type(row).__name__}")
             return reader
-        reader = cls(table, row, None)
+        reader = cls(table, row, None, values)
         key = reader.optional_ref(key_column)
         if key is None:
             reader._problem(key_column, "missing or empty: row ignored")
@@ -579,6 +646,18 @@ class _RowReader:
         value = self._row.get(column)
         if value is None:
             return ()
+        if self._values is None:
+            return self._string_set(column, value)
+        kept = self._values.get("set", column, value)
+        if kept is not None:
+            return kept  # type: ignore[return-value]  # put by this method
+        problems = len(self._problems)
+        items = self._string_set(column, value)
+        if len(self._problems) == problems:
+            self._values.put("set", column, value, items)
+        return items
+
+    def _string_set(self, column: str, value: object) -> tuple[str, ...]:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list | tuple | set | frozenset):
@@ -596,6 +675,18 @@ class _RowReader:
         value = self._row.get(column)
         if value is None:
             return FrozenMap()
+        if self._values is None:
+            return self._string_map(column, value)
+        kept = self._values.get("map", column, value)
+        if kept is not None:
+            return kept  # type: ignore[return-value]  # put by this method
+        problems = len(self._problems)
+        mapping = self._string_map(column, value)
+        if len(self._problems) == problems:
+            self._values.put("map", column, value, mapping)
+        return mapping
+
+    def _string_map(self, column: str, value: object) -> FrozenMap:
         if not isinstance(value, Mapping):
             self._bad(column, value, "a map of strings")
             return FrozenMap()
@@ -609,14 +700,15 @@ class _RowReader:
 
 
 def _build_rows(
-    from_row: Callable[[object], tuple[Row | None, tuple[Problem, ...]]],
+    from_row: FromRow[Row],
     rows: Iterable[object],
     problems: list[Problem],
     memo: BuildMemo | None = None,
 ) -> list[Row]:
     built: list[Row] = []
     for raw in rows:
-        row, row_problems = memo.build(from_row, raw) if memo is not None else from_row(raw)
+        row, row_problems = (memo.build(from_row, raw) if memo is not None
+                             else from_row(raw, None))
         problems.extend(row_problems)
         if row is not None:
             built.append(row)
