@@ -17,7 +17,8 @@ diff, against what it believes is there once it has applied everything), with no
 `--whole` does what every pass did before (no plan memo, the kernel read back and diffed
 whole), for an A/B on the same machine. "of which GC" is the time the garbage collector took
 during the pass, counted in whichever step it interrupted (a full collection at 3,000 ports
-takes ~0.1 s); `--gc off` disables it, for the code's own cost. `--profile` prints
+takes ~0.1 s); `--gc agent` (the default) sets it as the agent does, `--gc default` leaves
+Python's thresholds, `--gc off` disables it, for the code's own cost. `--profile` prints
 cProfile's top functions of the "bind one" pass at the largest N.
 """
 
@@ -136,8 +137,17 @@ class Pass:
         t = time.thread_time()
         view = view_of(LOCAL, STATIC_ROWS["chassis"], STATIC_ROWS["datapaths"],
                        [*STATIC_ROWS["localnet"], *bindings], memo=self.memo)
+        times["view"] = time.thread_time() - t
+        times.update(self.follow(view))
+        times["total"] = time.thread_time() - t
+        times["of which GC"] = self.gc_clock.reading()[0] - gc_before
+        return times
+
+    def follow(self, view: OvnView) -> dict[str, float]:
+        """What the reconciler does with a view: compare, plan, compare, kernel diff (CPU
+        seconds of each)."""
+        times: dict[str, float] = {}
         t0 = time.thread_time()
-        times["view"] = t0 - t
         same_view = view == self.view
         t1 = time.thread_time()
         times["compare views"] = t1 - t0
@@ -154,8 +164,6 @@ class Pass:
             result = self.driver.sync(fresh, full=self.whole)
             assert result.report.ok
         times["kernel sync"] = time.thread_time() - t3
-        times["total"] = time.thread_time() - t
-        times["of which GC"] = self.gc_clock.reading()[0] - gc_before
         return times
 
 
@@ -196,14 +204,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--gc", choices=("on", "off"), default="on",
-                        help="off: the garbage collector disabled, for the code's own cost")
+    parser.add_argument("--gc", choices=("agent", "default", "off"), default="agent",
+                        help="the collector as the agent sets it (ovn_fabric.agent.main."
+                             "tune_gc), Python's default, or off (the code's own cost)")
     parser.add_argument("--whole", action="store_true",
                         help="as every pass did before the memories: plan without a PlanMemo, "
                              "the kernel driver reading back and diffing everything")
     args = parser.parse_args()
     if args.gc == "off":
         gc.disable()
+    elif args.gc == "agent":
+        from ovn_fabric.agent.main import tune_gc  # noqa: PLC0415  # not in older trees
+
+        tune_gc()
     gc_clock = GcClock()
 
     def show(times: dict[str, float]) -> str:

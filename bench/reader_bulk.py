@@ -1,32 +1,37 @@
-"""The OVSDB reader receiving one big transaction: N ports bound to our chassis at once
-(bench.agent_scale's scale step, without a lab), against a standalone ovsdb-server.
+"""The agent's own share of a bulk bind, without a lab: N ports bound to our chassis in one
+Southbound transaction (bench.agent_scale's scale step), received by the OVSDB reader from a
+standalone ovsdb-server, then snapshot, plan and kernel diff as the reconciler does them.
 
-    .venv/bin/python -m bench.reader_bulk [--ports 3000] [--runs 5] [--profile] [--gc off]
-                                          [--dir DIR]
+    .venv/bin/python -m bench.reader_bulk [--ports 3000] [--runs 5] [--profile]
+                                          [--gc agent|default|off] [--dir DIR]
 
 Starts two ovsdb-servers in a temp directory of their own (an OVN Southbound with the installed
 schema, and a local Open_vSwitch naming our chassis), fills the Southbound as Neutron and northd
 write it (OVN_DATA.md): our Chassis and another, one provider Datapath_Binding with its localnet
-port, and N VM Port_Bindings on it with Neutron's external_ids, requested_chassis ours, not bound
-yet (as bench.agent_scale creates them). A `Reader` follows it and the main thread waits as the
-agent does: on each on_change, one `synced_snapshot()`.
+port, and N VM Port_Bindings on it (one IPv4 address each, Neutron's external_ids),
+requested_chassis ours, not bound yet (as bench.agent_scale creates them). A `Reader` follows
+it; the main thread does what the agent's loop does on each on_change (without its 20 ms
+debounce): one `synced_snapshot()`, plan() with the reconciler's memo, and the kernel driver's
+diff against an in-memory kernel (bench.pass_cost's `Pass`; no netlink).
 
 Each run then binds all N in ONE transaction (chassis = ours, up = true, as ovn-controller
 would), and measures, from sending it:
 - commit: until the transaction's reply (the server's share, not the agent's);
-- view: wall time until a `synced_snapshot()` holds all N bound to our chassis;
+- pass done: wall time until a pass has planned and diffed a view holding all N bound (the
+  in-memory kernel then holds N routes: checked);
 - reader busy from/to: when the reader's first and last busy round (> 5 ms) before that began
   and ended (the server computes and sends the update after the commit);
 - reader CPU: the reader thread's CPU time over that interval (receiving the update, the IDL
   applying it, converting rows, the monitor conditions, and the collections it triggered);
-- snapshot CPU: the main thread's CPU in the snapshots over that interval (copying the rows out
-  and building the view, and the collections they triggered);
+- snapshot, plan, kernel CPU: the main thread's, in each step of the passes over that interval
+  (and the collections they triggered);
 - server CPU: ovsdb-server's CPU over that interval;
 - GC: wall time in the garbage collector over that interval (any thread), of which in full
   collections, and how many of those.
-Then it unbinds them all and waits for the view to say so (not measured). Prints every run and
-the medians. `--gc off` disables the collector (the code's own cost); `--profile` runs one more
-bind with cProfile on the reader thread's rounds and on the main thread's snapshots, and
+Then it unbinds them all and waits for a pass to say so (not measured). Prints every run and
+the medians. `--gc` sets the collector as the agent does (`agent`, the default), leaves
+Python's thresholds (`default`), or disables it (`off`: the code's own cost); `--profile` runs
+one more bind with cProfile on the reader thread's rounds and on the main thread's passes, and
 prints the top functions of each. Every process started is stopped by its pid, and the
 directory removed.
 """
@@ -50,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._gc import GcClock
+from bench.pass_cost import Pass
 from bench.sb_sync import cpu_seconds
 from ovn_fabric.lab.ovsdb_server import OVN_SB_SCHEMA, VSWITCH_SCHEMA, OvsdbServer
 from ovn_fabric.lab.sh import run
@@ -70,17 +76,16 @@ def omap(values: dict[str, str]) -> list[Any]:
 
 def vm_port(index: int, datapath: str, chassis: str) -> dict[str, Any]:
     """A VM port's Port_Binding as northd writes it from Neutron's LSP, not bound yet."""
-    ip4 = f"172.24.{index >> 8 & 255}.{index & 255}"
-    ip6 = f"2001:db8::f816:3eff:fe{index >> 8 & 255:02x}:{index & 255:02x}"
+    ip4 = f"172.24.{1 + (index >> 8) & 255}.{index & 255}"
     mac = f"fa:16:3e:{index >> 16 & 255:02x}:{index >> 8 & 255:02x}:{index & 255:02x}"
     port = str(uuid.UUID(int=index + (1 << 64)))
     return {
         "logical_port": port, "type": "", "datapath": ["uuid", datapath],
-        "tunnel_key": index + 2, "mac": f"{mac} {ip4} {ip6}",
+        "tunnel_key": index + 2, "mac": f"{mac} {ip4}",
         "chassis": ["set", []], "up": False, "requested_chassis": ["uuid", chassis],
         "options": omap({"requested-chassis": LOCAL}),
         "external_ids": omap({
-            "name": f"vm{index}-port", "neutron:cidrs": f"{ip4}/16 {ip6}/64",
+            "name": f"vm{index}-port", "neutron:cidrs": f"{ip4}/16",
             "neutron:device_id": str(uuid.UUID(int=index + (2 << 64))),
             "neutron:device_owner": "compute:nova", "neutron:host_id": LOCAL,
             "neutron:mtu": "", "neutron:network_name": f"neutron-{NETWORK}",
@@ -170,39 +175,58 @@ def bound_here(view: OvnView) -> int:
     return sum(1 for binding in view.port_bindings if binding.chassis == LOCAL)
 
 
-def wait_view(reader: Reader, changed: threading.Event, done: Callable[[OvnView], bool],
-              snapshot_profiler: cProfile.Profile | None = None) -> tuple[float, float]:
-    """Wait as the agent does (on_change, then one synced_snapshot) until `done(view)`;
-    return (when, as time.monotonic; the main thread's CPU seconds in the snapshots)."""
-    deadline = time.monotonic() + TIMEOUT
-    cpu = 0.0
-    while time.monotonic() < deadline:
-        changed.wait(1.0)
-        changed.clear()
+class Agent:
+    """What the agent's main thread does on each on_change (without its 20 ms debounce): one
+    `synced_snapshot()`, then, if it is complete, plan() and the kernel driver's diff against
+    an in-memory kernel (bench.pass_cost's `Pass`), timing each in CPU seconds."""
+
+    def __init__(self, reader: Reader, changed: threading.Event, gc_clock: GcClock) -> None:
+        self.reader = reader
+        self.changed = changed
+        self.steps = Pass(gc_clock=gc_clock)
+        self.cpu: dict[str, float] = {}
+
+    def wait(self, done: Callable[[OvnView], bool],
+             profiler: cProfile.Profile | None = None) -> float:
+        """Pass after pass until one has handled a view for which `done(view)`; return when
+        (time.monotonic). `cpu` sums each step's CPU seconds over those passes."""
+        self.cpu = {"snapshot CPU": 0.0, "plan CPU": 0.0, "kernel CPU": 0.0}
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            self.changed.wait(1.0)
+            self.changed.clear()
+            if profiler is not None:
+                finished: bool = profiler.runcall(self._pass, done)
+            else:
+                finished = self._pass(done)
+            if finished:
+                return time.monotonic()
+        raise TimeoutError("the reader's view did not get there")
+
+    def _pass(self, done: Callable[[OvnView], bool]) -> bool:
         before = time.thread_time()
-        if snapshot_profiler is not None:
-            view: OvnView | None = snapshot_profiler.runcall(reader.synced_snapshot)
-        else:
-            view = reader.synced_snapshot()
-        cpu += time.thread_time() - before
-        if view is not None and done(view):
-            return time.monotonic(), cpu
-    raise TimeoutError("the reader's view did not get there")
+        view = self.reader.synced_snapshot()
+        self.cpu["snapshot CPU"] += time.thread_time() - before
+        if view is None:
+            return False
+        times = self.steps.follow(view)
+        self.cpu["plan CPU"] += times["compare views"] + times["plan"] + times["compare plans"]
+        self.cpu["kernel CPU"] += times["kernel sync"]
+        return done(view)
+
+    def routes(self) -> int:
+        return len(self.steps.kernel.state.routes)
 
 
 @dataclass(slots=True)
 class Harness:
-    """The servers, the reader, and what the measurements read."""
+    """The servers, the reader, the agent's steps, and what the measurements read."""
 
     cloud: Cloud
     reader: ProfiledReader
-    changed: threading.Event
+    agent: Agent
     gc_clock: GcClock
     count: int
-
-    def wait(self, done: Callable[[OvnView], bool],
-             profiler: cProfile.Profile | None = None) -> tuple[float, float]:
-        return wait_view(self.reader, self.changed, done, profiler)
 
     def bind_all(self, profile: bool = False) -> dict[str, float]:
         """One measured bind of every port (see the module docstring), then unbind them."""
@@ -216,19 +240,18 @@ class Harness:
 
         ops_thread = threading.Thread(target=commit, name="bind")
         reader_profiler = cProfile.Profile() if profile else None
-        snapshot_profiler = cProfile.Profile() if profile else None
+        pass_profiler = cProfile.Profile() if profile else None
         server_pid = cloud.sb.pid
         assert server_pid is not None
         reader.profiler = reader_profiler
         server_before = cpu_seconds(server_pid)
         gc_before = self.gc_clock.reading()
         reader_before = thread_cpu(thread)
-        self.changed.clear()
+        self.agent.changed.clear()
         reader.rounds.clear()
         started = time.monotonic()
         ops_thread.start()
-        done, snapshot_cpu = self.wait(lambda view: bound_here(view) == self.count,
-                                       snapshot_profiler)
+        done = self.agent.wait(lambda view: bound_here(view) == self.count, pass_profiler)
         reader_cpu = thread_cpu(thread) - reader_before
         server_cpu = cpu_seconds(server_pid) - server_before
         gc_seconds, full_seconds, full_collections = (
@@ -236,18 +259,20 @@ class Harness:
             for after, before in zip(self.gc_clock.reading(), gc_before, strict=True))
         reader.profiler = None
         ops_thread.join()
+        if self.agent.routes() != self.count:
+            raise RuntimeError(f"{self.agent.routes()} routes planned, not {self.count}")
         busy = [(start, end) for start, end in reader.rounds if end <= done]
-        figures = {"commit": committed[0] - started, "view": done - started,
+        figures = {"commit": committed[0] - started, "pass done": done - started,
                    "reader busy from": busy[0][0] - started if busy else float("nan"),
                    "to": busy[-1][1] - started if busy else float("nan"),
-                   "reader CPU": reader_cpu, "snapshot CPU": snapshot_cpu,
+                   "reader CPU": reader_cpu, **self.agent.cpu,
                    "server CPU": server_cpu, "GC": gc_seconds, "of which full": full_seconds,
                    "full GCs": full_collections}
         cloud.sb.transact(cloud.bind_ops(False))
-        self.wait(lambda view: bound_here(view) == 0)
-        if reader_profiler is not None and snapshot_profiler is not None:
+        self.agent.wait(lambda view: bound_here(view) == 0)
+        if reader_profiler is not None and pass_profiler is not None:
             for what, profiler in (("reader thread", reader_profiler),
-                                   ("main thread's snapshots", snapshot_profiler)):
+                                   ("main thread's passes", pass_profiler)):
                 for order in ("tottime", "cumulative"):
                     print(f"--- cProfile of the {what} ({order}) ---")
                     pstats.Stats(profiler).sort_stats(order).print_stats(22)
@@ -266,14 +291,19 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--gc", choices=("on", "off"), default="on",
-                        help="off: the garbage collector disabled, for the code's own cost")
+    parser.add_argument("--gc", choices=("agent", "default", "off"), default="agent",
+                        help="the collector as the agent sets it (ovn_fabric.agent.main."
+                             "tune_gc), Python's default, or off (the code's own cost)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the temp directory of the servers goes (short: unix "
                              "socket paths are limited to 108 bytes)")
     args = parser.parse_args()
     if args.gc == "off":
         gc.disable()
+    elif args.gc == "agent":
+        from ovn_fabric.agent.main import tune_gc  # noqa: PLC0415  # not in older trees
+
+        tune_gc()
     directory = Path(tempfile.mkdtemp(prefix="reader-bulk-", dir=args.dir))
     cloud = Cloud(sb=OvsdbServer(directory, "sb", OVN_SB_SCHEMA),
                   ovs=OvsdbServer(directory, "ovs", VSWITCH_SCHEMA))
@@ -289,8 +319,10 @@ def main() -> None:
         changed = threading.Event()
         reader = ProfiledReader(ovs_socket=cloud.ovs.socket, on_change=changed.set)
         with reader:
-            harness = Harness(cloud, reader, changed, GcClock(), args.ports)
-            harness.wait(lambda view: len(view.port_bindings) == args.ports + 1)
+            gc_clock = GcClock()
+            agent = Agent(reader, changed, gc_clock)
+            harness = Harness(cloud, reader, agent, gc_clock, args.ports)
+            agent.wait(lambda view: len(view.port_bindings) == args.ports + 1)
             print(f"{args.ports} VM ports (requested here, not bound) replicated; load "
                   f"average {os.getloadavg()[0]:.2f}; ms:", flush=True)
             runs = []
