@@ -18,6 +18,10 @@ from ovn_fabric import config
 from ovn_fabric.config import ExposurePolicy, PrefixRule, Settings, TenantNetworks
 from ovn_fabric.model import IPAddress, IPNetwork, Reason
 from ovn_fabric.ovn.view import (
+    ADDRESS_KEYWORDS,
+    MAC_RE,
+    Address,
+    AddressEntry,
     BuildMemo,
     Chassis,
     Datapath,
@@ -25,6 +29,7 @@ from ovn_fabric.ovn.view import (
     OvnView,
     PortBinding,
     build_view,
+    parse_address_entry,
     parse_nat_address,
     parse_vip,
 )
@@ -380,6 +385,49 @@ def test_nat_addresses_parse_without_raising(entry: str) -> None:
     parsed = parse_nat_address(entry)
     assert parsed.error or parsed.resident
     assert parsed.mac is not None or not parsed.addresses
+
+
+def _reference_address_entry(entry: str) -> AddressEntry:
+    """parse_address_entry as it was first written (ip_interface for every token, every byte
+    of the MAC formatted): the fast paths must give exactly this."""
+    tokens = entry.split()
+    if not tokens or tokens[0] in ADDRESS_KEYWORDS:
+        return AddressEntry(mac=None)
+    if not MAC_RE.match(tokens[0]):
+        return AddressEntry(mac=None, rejected=((entry, "does not start with an Ethernet "
+                                                        "address"),))
+    mac = ":".join(f"{int(part, 16):02x}" for part in tokens[0].split(":"))
+    not_unicast = mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 1
+    addresses, rejected = [], []
+    for token in tokens[1:]:
+        if token in ADDRESS_KEYWORDS:
+            continue
+        ip: IPAddress | None = None
+        if "%" in token:
+            why = "a scoped address"
+        else:
+            try:
+                ip, why = ipaddress.ip_interface(token).ip, ""
+            except ValueError:
+                why = "not an IP address"
+        if ip is not None and not_unicast:
+            ip, why = None, f"its Ethernet address {mac} is not a unicast address"
+        if ip is not None:
+            addresses.append(Address(token, ip))
+        else:
+            rejected.append((token, why))
+    return AddressEntry(mac=mac, addresses=tuple(addresses), rejected=tuple(rejected))
+
+
+@given(st.one_of(mac_entries, st.builds(
+    lambda mac, ips: " ".join([mac, *ips]),
+    st.from_regex(r"[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){5}", fullmatch=True),
+    st.lists(st.one_of(ip_tokens, st.ip_addresses().map(lambda ip: f"{ip}/{ip.max_prefixlen}"),
+                       st.text(alphabet="0123456789abcdefABCDEF:./% ", max_size=40)),
+             max_size=4))))
+@settings(max_examples=500)
+def test_address_entries_parse_as_the_reference_does(entry: str) -> None:
+    assert parse_address_entry.__wrapped__(entry) == _reference_address_entry(entry)
 
 
 @given(st.one_of(vip_keys, st.text()))
