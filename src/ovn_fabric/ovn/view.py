@@ -30,7 +30,7 @@ import re
 import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias, TypeVar
 
 from ovn_fabric.model import IPAddress
@@ -51,9 +51,11 @@ PARSER_CACHE = 32768
 TUNNEL_KEY_MAX = 2**32 - 1
 
 Row = TypeVar("Row")
-# A view row's builder: raw row (and a ValueMemo) -> the row, or None, and its problems.
-FromRow: TypeAlias = Callable[[object, "ValueMemo | None"],
-                              tuple[Row | None, tuple["Problem", ...]]]
+# A view row as built before: (the raw row, the row built from it or None, its problems).
+Built: TypeAlias = tuple[object, object, tuple["Problem", ...]]
+# A view row's builder: (raw row, the build of an earlier version of it or None) -> the row or
+# None, and its problems.
+FromRow: TypeAlias = Callable[[object, "Built | None"], tuple[Row | None, tuple["Problem", ...]]]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -110,8 +112,8 @@ class Chassis:
 
     @classmethod
     def from_row(cls, row: object,
-                 values: ValueMemo | None = None) -> tuple[Chassis | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Chassis", row, "name", values)
+                 _earlier: Built | None = None) -> tuple[Chassis | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Chassis", row, "name")
         if reader.key is None:
             return None, reader.done()
         return cls(name=reader.key, hostname=reader.string("hostname")), reader.done()
@@ -132,8 +134,8 @@ class Datapath:
 
     @classmethod
     def from_row(cls, row: object,
-                 values: ValueMemo | None = None) -> tuple[Datapath | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Datapath_Binding", row, "_uuid", values)
+                 _earlier: Built | None = None) -> tuple[Datapath | None, tuple[Problem, ...]]:
+        reader = _RowReader.start("Datapath_Binding", row, "_uuid")
         if reader.key is None:
             return None, reader.done()
         datapath = cls(
@@ -164,26 +166,57 @@ class PortBinding:
 
     @classmethod
     def from_row(cls, row: object,
-                 values: ValueMemo | None = None) -> tuple[PortBinding | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Port_Binding", row, "logical_port", values)
+                 earlier: Built | None = None) -> tuple[PortBinding | None, tuple[Problem, ...]]:
+        """`earlier`: the build of an earlier version of this row. Where it was built without a
+        problem, only the columns whose raw values are not the same objects as then are read
+        (the OVSDB reader hands out a changed row's unchanged columns as the same objects: a
+        bind changes two of thirteen), the others keep their values."""
+        if earlier is not None:
+            updated = cls._updated(row, earlier)
+            if updated is not None:
+                return updated
+        reader = _RowReader.start("Port_Binding", row, "logical_port")
         if reader.key is None:
             return None, reader.done()
-        binding = cls(
-            logical_port=reader.key,
-            type=reader.string("type"),
-            datapath=reader.optional_ref("datapath"),
-            mac=reader.string_set("mac"),
-            chassis=reader.optional_ref("chassis"),
-            up=reader.optional_bool("up"),
-            options=reader.string_map("options"),
-            external_ids=reader.string_map("external_ids"),
-            requested_chassis=reader.optional_ref("requested_chassis"),
-            additional_chassis=reader.string_set("additional_chassis"),
-            virtual_parent=reader.optional_ref("virtual_parent"),
-            tag=reader.optional_int("tag", VLAN_MIN, VLAN_MAX),
-            nat_addresses=reader.string_set("nat_addresses"),
-        )
+        binding = cls(logical_port=reader.key, **{
+            column: read(reader, column) for column, read in _PORT_BINDING_COLUMNS})
         return binding, reader.done()
+
+    @classmethod
+    def _updated(cls, row: object,
+                 earlier: Built) -> tuple[PortBinding, tuple[Problem, ...]] | None:
+        """`earlier`'s row with the columns of `row` that changed read again; None when that
+        does not apply (another key, an earlier build with problems, not rows)."""
+        raw, built, problems = earlier
+        if (problems or not isinstance(built, PortBinding) or not isinstance(row, Mapping)
+                or not isinstance(raw, Mapping) or row.get("logical_port") is not raw.get(
+                    "logical_port")):
+            return None
+        reader = _RowReader("Port_Binding", row, built.logical_port)
+        changed = {column: read(reader, column) for column, read in _PORT_BINDING_COLUMNS
+                   if row.get(column) is not raw.get(column)}
+        return (replace(built, **changed) if changed else built), reader.done()
+
+
+def _tag(reader: _RowReader, column: str) -> int | None:
+    return reader.optional_int(column, VLAN_MIN, VLAN_MAX)
+
+
+# PortBinding's fields other than logical_port: each is the column of that name, read so.
+_PORT_BINDING_COLUMNS: tuple[tuple[str, Callable[[_RowReader, str], Any]], ...] = (
+    ("type", lambda reader, column: reader.string(column)),
+    ("datapath", lambda reader, column: reader.optional_ref(column)),
+    ("mac", lambda reader, column: reader.string_set(column)),
+    ("chassis", lambda reader, column: reader.optional_ref(column)),
+    ("up", lambda reader, column: reader.optional_bool(column)),
+    ("options", lambda reader, column: reader.string_map(column)),
+    ("external_ids", lambda reader, column: reader.string_map(column)),
+    ("requested_chassis", lambda reader, column: reader.optional_ref(column)),
+    ("additional_chassis", lambda reader, column: reader.string_set(column)),
+    ("virtual_parent", lambda reader, column: reader.optional_ref(column)),
+    ("tag", _tag),
+    ("nat_addresses", lambda reader, column: reader.string_set(column)),
+)
 
 
 # The columns of an SB Load_Balancer naming the datapaths it applies to, by OVN version:
@@ -207,9 +240,9 @@ class LoadBalancer:
 
     @classmethod
     def from_row(
-        cls, row: object, values: ValueMemo | None = None,
+        cls, row: object, _earlier: Built | None = None,
     ) -> tuple[LoadBalancer | None, tuple[Problem, ...]]:
-        reader = _RowReader.start("Load_Balancer", row, "_uuid", values)
+        reader = _RowReader.start("Load_Balancer", row, "_uuid")
         if reader.key is None:
             return None, reader.done()
         datapaths = sorted({datapath for column in LB_DATAPATH_COLUMNS
@@ -271,66 +304,28 @@ def _canonical(rows: Iterable[Row], key: Callable[[Row], str]) -> tuple[Row, ...
     return tuple(ordered)
 
 
-# The set and map columns of one raw row as `_RowReader` read them: (kind, column) -> (the raw
-# value, what was read from it).
-ColumnValues: TypeAlias = dict[tuple[str, str], tuple[object, object]]
-
-
-class ValueMemo:
-    """For `_RowReader`: the set and map columns an earlier version of the row had (`earlier`),
-    reused where the raw value is the same object (the OVSDB reader hands out the unchanged
-    columns of a changed row as the same objects: a bind changes two of a Port_Binding's
-    thirteen columns), and those of this version, recorded (`now`). Only values read without a
-    Problem are recorded (a Problem names its row)."""
-
-    __slots__ = ("earlier", "now")
-
-    def __init__(self, earlier: ColumnValues | None = None) -> None:
-        self.earlier = earlier
-        self.now: ColumnValues = {}
-
-    def get(self, kind: str, column: str, raw: object) -> object | None:
-        """What `kind` ("map", "set") read from `raw`, if the earlier version had that same
-        object in `column`; else None."""
-        if self.earlier is None:
-            return None
-        kept = self.earlier.get((kind, column))
-        if kept is None or kept[0] is not raw:
-            return None
-        self.now[(kind, column)] = kept
-        return kept[1]
-
-    def put(self, kind: str, column: str, raw: object, value: object) -> None:
-        self.now[(kind, column)] = (raw, value)
-
-
-_Built: TypeAlias = tuple[object, object, tuple["Problem", ...], ColumnValues]
-
-
 class BuildMemo:
     """The rows built by `build_view`, kept from one build to the next: a raw row that is the
     same object as in the previous build (an unchanged row of the OVSDB reader) is not built
-    again; a raw row that is a new version of one built before (the same `_uuid`) reuses the
-    set and map column values it shares with it, as the same objects (`ValueMemo`). Holds each
-    raw row it keeps, so an id is never reused while remembered; raw rows and their values must
-    not be modified. Not thread-safe: one builder at a time."""
+    again; a raw row that is a new version of one built before (the same `_uuid`) is given
+    that build, so that `from_row` reads only the columns that changed (`PortBinding`). Holds
+    each raw row it keeps, so an id is never reused while remembered; raw rows and their
+    values must not be modified. Not thread-safe: one builder at a time."""
 
     __slots__ = ("_by_uuid", "_current", "_previous")
 
     def __init__(self) -> None:
-        self._previous: dict[int, _Built] = {}
-        self._current: dict[int, _Built] = {}
+        self._previous: dict[int, Built] = {}
+        self._current: dict[int, Built] = {}
         # _uuid -> the latest version built; rows gone stay until it is compacted in done()
-        self._by_uuid: dict[object, _Built] = {}
+        self._by_uuid: dict[object, Built] = {}
 
     def build(self, from_row: FromRow[Row], raw: object) -> tuple[Row | None, tuple[Problem, ...]]:
         kept = self._previous.get(id(raw))
         if kept is None or kept[0] is not raw:
             key = _row_uuid(raw)
-            earlier = self._by_uuid.get(key) if key is not None else None
-            values = ValueMemo(earlier[3] if earlier is not None else None)
-            built, problems = from_row(raw, values)
-            kept = (raw, built, problems, values.now)
+            built, problems = from_row(raw, self._by_uuid.get(key) if key is not None else None)
+            kept = (raw, built, problems)
             if key is not None:
                 self._by_uuid[key] = kept
         self._current[id(raw)] = kept
@@ -570,28 +565,23 @@ def parse_vip(key: str) -> tuple[IPAddress | None, str]:
 
 
 class _RowReader:
-    """Reads the columns of one raw row, turning each malformed value into a Problem; with a
-    ValueMemo, a set or map column's raw value read for an earlier version of the row is not
-    read again."""
+    """Reads the columns of one raw row, turning each malformed value into a Problem."""
 
-    __slots__ = ("_problems", "_row", "_table", "_values", "key")
+    __slots__ = ("_problems", "_row", "_table", "key")
 
-    def __init__(self, table: str, row: Mapping[Any, Any], key: str | None,
-                 values: ValueMemo | None = None) -> None:
+    def __init__(self, table: str, row: Mapping[Any, Any], key: str | None) -> None:
         self._table = table
         self._row = row
         self.key = key
         self._problems: list[Problem] = []
-        self._values = values
 
     @classmethod
-    def start(cls, table: str, row: object, key_column: str,
-              values: ValueMemo | None = None) -> _RowReader:
+    def start(cls, table: str, row: object, key_column: str) -> _RowReader:
         if not isinstance(row, Mapping):
             reader = cls(table, {}, None)
             reader._problem(key_column, f"not a row but {type(row).__name__}")
             return reader
-        reader = cls(table, row, None, values)
+        reader = cls(table, row, None)
         key = reader.optional_ref(key_column)
         if key is None:
             reader._problem(key_column, "missing or empty: row ignored")
@@ -652,18 +642,6 @@ class _RowReader:
         value = self._row.get(column)
         if value is None:
             return ()
-        if self._values is None:
-            return self._string_set(column, value)
-        kept = self._values.get("set", column, value)
-        if kept is not None:
-            return kept  # type: ignore[return-value]  # put by this method
-        problems = len(self._problems)
-        items = self._string_set(column, value)
-        if len(self._problems) == problems:
-            self._values.put("set", column, value, items)
-        return items
-
-    def _string_set(self, column: str, value: object) -> tuple[str, ...]:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list | tuple | set | frozenset):
@@ -681,18 +659,6 @@ class _RowReader:
         value = self._row.get(column)
         if value is None:
             return FrozenMap()
-        if self._values is None:
-            return self._string_map(column, value)
-        kept = self._values.get("map", column, value)
-        if kept is not None:
-            return kept  # type: ignore[return-value]  # put by this method
-        problems = len(self._problems)
-        mapping = self._string_map(column, value)
-        if len(self._problems) == problems:
-            self._values.put("map", column, value, mapping)
-        return mapping
-
-    def _string_map(self, column: str, value: object) -> FrozenMap:
         if not isinstance(value, Mapping):
             self._bad(column, value, "a map of strings")
             return FrozenMap()
