@@ -34,9 +34,9 @@ log = logging.getLogger("ovn_fabric.agent")
 # Python's collector considers a full collection after every 10 collections of its middle
 # generation (about 70,000 new container objects), and runs one if the objects promoted since
 # the last make a quarter of the old ones. A full collection walks every tracked object: at
-# 3,000 bound ports ~0.5 million, most of them the OVSDB IDL's rows (each Port_Binding is ~40
-# Atom, Datum and dict objects), ~0.15 s. Binding 3,000 ports at once allocates ~0.3 million
-# long-lived objects (rows converted, view, plan, kernel belief), so with the default one to
+# 3,000 bound ports ~0.38 million, most of them the OVSDB IDL's rows (each Port_Binding is ~55
+# Atom, Datum and dict objects), 0.1-0.2 s. Binding 3,000 ports at once makes enough new
+# long-lived objects (rows converted, view, plan, kernel belief) that with the default one to
 # three full collections landed in that very pass (bench.reader_bulk). After 100 middle
 # collections instead (~700,000 new objects) most bulk changes see none. What it costs: cyclic
 # garbage (rare here: reference counting frees the rest at once) may wait longer to be freed.
