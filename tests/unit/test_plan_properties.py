@@ -34,6 +34,7 @@ from ovn_fabric.ovn.view import (
     parse_vip,
 )
 from ovn_fabric.plan import PlanMemo, plan
+from ovn_fabric.plan.exposure import Allowed, ExposureGate, Refused, Span
 
 from .neutron_rows import (
     CHASSIS_0,
@@ -614,3 +615,35 @@ def test_a_build_memo_never_changes_the_view(versions: list[list[object]]) -> No
         inputs: dict[str, Any] = {"local_chassis": CHASSIS_0, "bridge_mappings": BRIDGE_MAPPINGS,
                                   "port_bindings": rows}
         assert build_view(**inputs, memo=memo) == build_view(**inputs)
+
+
+def _reference_judge(gate: ExposureGate, prefix: IPNetwork) -> Allowed | Refused:
+    """ExposureGate.judge as first written, over its Spans: the fast path must agree."""
+    if prefix.prefixlen == 0:
+        return Refused("the default route")
+    span = Span.of(prefix)
+    for refused, why in gate.refused:
+        if span.overlaps(refused):
+            return Refused(why)
+    for denied, rule in gate.deny:
+        if span.overlaps(denied):
+            return Refused(f"inside the denied prefix {rule}")
+    for allowed, rule in gate.longest_first:
+        if span.within(allowed):
+            return Allowed(f"allow {rule}")
+    in_family = [str(rule.prefix) for rule in gate.allow if rule.prefix.version == prefix.version]
+    if not in_family:
+        return Refused(f"no IPv{prefix.version} prefix is allowed")
+    return Refused(f"outside the allowed prefixes ({', '.join(in_family)})")
+
+
+@given(node_settings(), st.lists(st.one_of(networks(4), networks(6), st.sampled_from([
+    ipaddress.ip_network(p) for p in ("172.24.4.1/32", "172.24.4.0/32", "172.24.4.255/32",
+                                      "127.0.0.1/32", "10.0.0.0/8", "2001:db8::1/128")])),
+    min_size=1, max_size=10))
+@settings(max_examples=300)
+def test_the_exposure_gate_judges_as_the_reference_does(node: Settings,
+                                                        prefixes: list[IPNetwork]) -> None:
+    gate = ExposureGate.from_settings(node)
+    for prefix in prefixes:
+        assert gate.judge(prefix) == _reference_judge(gate, prefix)
