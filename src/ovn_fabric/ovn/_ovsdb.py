@@ -225,7 +225,7 @@ class Database:
         self._fetch: _SchemaFetch | None = _SchemaFetch(remote, db_name)
         self._idl: _Idl | None = None
         self.columns: dict[str, tuple[str, ...]] = {}
-        # table -> uuid -> (the IDL's Row object, its converted registered columns)
+        # table -> id(the IDL's Row object) -> (that Row, its converted registered columns)
         self._converted: dict[str, dict[int, tuple[object, RawRow]]] = {}
         self.missing: tuple[str, ...] = ()
         self.schema_source = ""
@@ -339,7 +339,9 @@ class Database:
             return []
         registered = self.columns[table]
         idl_rows = self._idl.tables[table].rows
-        # id(Row object) -> (that Row, its converted columns): the Row held, its id stays its own
+        # Each Row is held with its conversion, so its id is never another object's meanwhile.
+        # The notified rows first (looking up only their uuids: uuid.UUID hashes in Python),
+        # then every row by identity.
         previous = self._converted.get(table, {})
         for row_uuid, changed in self._idl.dirty.pop(table, {}).items():
             row = idl_rows.get(row_uuid)
