@@ -500,6 +500,38 @@ def test_an_interest_memo_rereads_only_changed_rows_and_never_changes_the_result
         "compute-0", chassis, ports)
 
 
+CHASSIS_UUIDS = (uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3))
+REFERENCE_VALUES: st.SearchStrategy[object] = st.one_of(
+    st.just([]), st.lists(st.sampled_from(CHASSIS_UUIDS), max_size=2),
+    st.sampled_from(CHASSIS_UUIDS), st.sampled_from((None, "garbage", 7)))
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(
+    ("datapath", "chassis", "requested_chassis", "additional_chassis", "type")),
+    REFERENCE_VALUES), max_size=6), min_size=1, max_size=6))
+@settings(max_examples=200)
+def test_an_interest_memo_gives_what_a_fresh_read_gives_over_row_versions(
+        steps: list[list[tuple[int, str, object]]]) -> None:
+    """Rows changed as the Database changes them (a new dict keeping the values of the columns
+    an update did not name, the same `_uuid`): with the memo, every Interest equals one read
+    without it."""
+    local = CHASSIS_UUIDS[0]
+    chassis = [{"_uuid": local, "name": "compute-0"}]
+    rows: dict[int, RawRow] = {}
+    memo = InterestMemo()
+    for changes in steps:
+        for index, column, value in changes:
+            row = rows.get(index) or {"_uuid": uuid.UUID(int=100 + index),
+                                      "logical_port": f"p{index}", "type": "",
+                                      "datapath": uuid.UUID(int=200 + index % 2),
+                                      "chassis": [], "requested_chassis": [],
+                                      "additional_chassis": []}
+            rows[index] = {**row, column: value}
+        ports = list(rows.values())
+        assert Interest.of("compute-0", chassis, ports, memo=memo) == Interest.of(
+            "compute-0", chassis, ports)
+
+
 def test_a_view_memo_gives_the_view_a_fresh_build_gives() -> None:
     """view_of with the reader's ViewMemo, over a chassis renamed and a row changed: each view
     equals one built without the memo."""

@@ -33,6 +33,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -864,6 +865,35 @@ def _gateway_on_chassis(reader: Reader, name: str) -> bool:
     return by_port["cr-lrp-gw"].chassis == name
 
 
+def test_an_update_converts_again_only_the_columns_it_names(cloud: Cloud) -> None:
+    """A bind (chassis and up) gives a new row whose other columns are the values converted
+    before, the same objects; every row equals its conversion from scratch."""
+    with Reader(ovs_socket=cloud.ovs.socket, on_change=lambda: None) as reader:
+        wait_until(lambda: reader.synced, timeout=WAIT, what="the reader to sync")
+        cloud.add_vm("vm-new", "public", None, "172.24.4.30")
+        cloud.update_port("vm-new", requested_chassis=ref(cloud.chassis[LOCAL]))
+        wait_ports(reader, SEEN_FROM_LOCAL | {"vm-new"}, "vm-new requested here")
+        before = _row_of(reader, "vm-new")
+        cloud.update_port("vm-new", chassis=ref(cloud.chassis[LOCAL]), up=True)
+        wait_until(lambda: _row_of(reader, "vm-new")["up"] == [True], timeout=WAIT,
+                   what="vm-new bound")
+        after = _row_of(reader, "vm-new")
+        incremental, scratch = _incremental_and_from_scratch(reader)
+    assert after is not before
+    assert after["chassis"] == [uuid.UUID(cloud.chassis[LOCAL])]
+    assert {column for column in after if after[column] is not before[column]} == {
+        "chassis", "up"}
+    assert incremental == scratch
+
+
+def _row_of(reader: Reader, logical_port: str) -> dict[str, object]:
+    with reader._lock:
+        sb = reader._sb
+        assert sb is not None
+        (row,) = (r for r in sb.rows("Port_Binding") if r["logical_port"] == logical_port)
+    return row
+
+
 def test_incremental_snapshots_equal_views_built_from_scratch(cloud: Cloud) -> None:
     """After random inserts, updates and deletes (VMs, bindings, addresses, external_ids,
     gateways, chassis, load balancers), the rows the reader converted incrementally and the
@@ -877,7 +907,7 @@ def test_incremental_snapshots_equal_views_built_from_scratch(cloud: Cloud) -> N
         hosts = [LOCAL, OTHER, None]
         for step in range(60):
             kind = rng.choice(("add", "add", "bind", "ids", "mac", "delete", "gateway",
-                               "chassis", "balancer"))
+                               "chassis", "balancer", "up"))
             if kind == "add" or not vms:
                 name, network = f"vm-{step}", rng.choice(("public", "private"))
                 ip = f"172.24.4.{20 + step}" if network == "public" else f"10.0.0.{20 + step}"
@@ -887,6 +917,8 @@ def test_incremental_snapshots_equal_views_built_from_scratch(cloud: Cloud) -> N
                 cloud.bind(rng.choice(vms), rng.choice(hosts))
             elif kind == "ids":
                 cloud.update_port(rng.choice(vms), external_ids=omap({"step": str(step)}))
+            elif kind == "up":                      # one column of a row, often twice
+                cloud.update_port(rng.choice(vms), up=rng.random() < 0.5)
             elif kind == "mac":
                 ip = f"172.24.4.{150 + step % 50}"
                 cloud.update_port(rng.choice(vms), mac=f"{mac_of(ip)} {ip}")

@@ -18,16 +18,23 @@ from ovn_fabric import config
 from ovn_fabric.config import ExposurePolicy, PrefixRule, Settings, TenantNetworks
 from ovn_fabric.model import IPAddress, IPNetwork, Reason
 from ovn_fabric.ovn.view import (
+    ADDRESS_KEYWORDS,
+    MAC_RE,
+    Address,
+    AddressEntry,
+    BuildMemo,
     Chassis,
     Datapath,
     LoadBalancer,
     OvnView,
     PortBinding,
     build_view,
+    parse_address_entry,
     parse_nat_address,
     parse_vip,
 )
 from ovn_fabric.plan import PlanMemo, plan
+from ovn_fabric.plan.exposure import Allowed, ExposureGate, Refused, Span
 
 from .neutron_rows import (
     CHASSIS_0,
@@ -381,6 +388,49 @@ def test_nat_addresses_parse_without_raising(entry: str) -> None:
     assert parsed.mac is not None or not parsed.addresses
 
 
+def _reference_address_entry(entry: str) -> AddressEntry:
+    """parse_address_entry as it was first written (ip_interface for every token, every byte
+    of the MAC formatted): the fast paths must give exactly this."""
+    tokens = entry.split()
+    if not tokens or tokens[0] in ADDRESS_KEYWORDS:
+        return AddressEntry(mac=None)
+    if not MAC_RE.match(tokens[0]):
+        return AddressEntry(mac=None, rejected=((entry, "does not start with an Ethernet "
+                                                        "address"),))
+    mac = ":".join(f"{int(part, 16):02x}" for part in tokens[0].split(":"))
+    not_unicast = mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 1
+    addresses, rejected = [], []
+    for token in tokens[1:]:
+        if token in ADDRESS_KEYWORDS:
+            continue
+        ip: IPAddress | None = None
+        if "%" in token:
+            why = "a scoped address"
+        else:
+            try:
+                ip, why = ipaddress.ip_interface(token).ip, ""
+            except ValueError:
+                why = "not an IP address"
+        if ip is not None and not_unicast:
+            ip, why = None, f"its Ethernet address {mac} is not a unicast address"
+        if ip is not None:
+            addresses.append(Address(token, ip))
+        else:
+            rejected.append((token, why))
+    return AddressEntry(mac=mac, addresses=tuple(addresses), rejected=tuple(rejected))
+
+
+@given(st.one_of(mac_entries, st.builds(
+    lambda mac, ips: " ".join([mac, *ips]),
+    st.from_regex(r"[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){5}", fullmatch=True),
+    st.lists(st.one_of(ip_tokens, st.ip_addresses().map(lambda ip: f"{ip}/{ip.max_prefixlen}"),
+                       st.text(alphabet="0123456789abcdefABCDEF:./% ", max_size=40)),
+             max_size=4))))
+@settings(max_examples=500)
+def test_address_entries_parse_as_the_reference_does(entry: str) -> None:
+    assert parse_address_entry.__wrapped__(entry) == _reference_address_entry(entry)
+
+
 @given(st.one_of(vip_keys, st.text()))
 def test_vips_parse_without_raising(key: str) -> None:
     ip, why = parse_vip(key)
@@ -526,3 +576,74 @@ def test_a_plan_memo_never_changes_the_result(inputs: dict[str, Any], node: Sett
         kept = [row for row, keep in zip(rows, cycle(mask)) if keep]
         view = build_view(**{**inputs, "port_bindings": kept})
         assert plan(view, node, memo) == plan(view, node)
+
+
+@st.composite
+def row_versions(draw: st.DrawFn) -> list[list[object]]:
+    """Successive versions of a list of Port_Binding rows as the OVSDB reader hands them over:
+    each row keyed by its `_uuid`; between versions a row is the same object, or a new dict
+    sharing the values of the columns that did not change (with some of them, or its `_uuid`,
+    taken from another row), or gone."""
+    rows: list[object] = [
+        {**row, "_uuid": f"row-{n}"} if isinstance(row, dict) and draw(st.booleans()) else row
+        for n, row in enumerate(draw(st.lists(port_binding_rows, min_size=1, max_size=8)))]
+    versions = [rows]
+    for _ in range(draw(st.integers(1, 4))):
+        previous, rows = rows, []
+        for row in previous:
+            change = draw(st.sampled_from(("same", "same", "columns", "columns", "gone")))
+            if change == "same" or not isinstance(row, dict):
+                rows.append(row)
+            elif change == "columns":
+                donor = draw(st.sampled_from(previous))
+                donor = donor if isinstance(donor, dict) else {}
+                names = [*row, *(column for column in donor if column not in row)]
+                columns = draw(st.lists(st.sampled_from(names), max_size=4)) if names else []
+                rows.append({**row, **{c: donor.get(c) for c in columns}})
+        versions.append(rows)
+    return versions
+
+
+@given(row_versions())
+@settings(max_examples=300)
+def test_a_build_memo_never_changes_the_view(versions: list[list[object]]) -> None:
+    """The reader builds each view with a BuildMemo that reuses unchanged rows and the
+    unchanged column values of changed ones: over any sequence of row versions, the view (rows
+    and problems) is the one a build without a memo gives."""
+    memo = BuildMemo()
+    for rows in versions:
+        inputs: dict[str, Any] = {"local_chassis": CHASSIS_0, "bridge_mappings": BRIDGE_MAPPINGS,
+                                  "port_bindings": rows}
+        assert build_view(**inputs, memo=memo) == build_view(**inputs)
+
+
+def _reference_judge(gate: ExposureGate, prefix: IPNetwork) -> Allowed | Refused:
+    """ExposureGate.judge as first written, over its Spans: the fast path must agree."""
+    if prefix.prefixlen == 0:
+        return Refused("the default route")
+    span = Span.of(prefix)
+    for refused, why in gate.refused:
+        if span.overlaps(refused):
+            return Refused(why)
+    for denied, rule in gate.deny:
+        if span.overlaps(denied):
+            return Refused(f"inside the denied prefix {rule}")
+    for allowed, rule in gate.longest_first:
+        if span.within(allowed):
+            return Allowed(f"allow {rule}")
+    in_family = [str(rule.prefix) for rule in gate.allow if rule.prefix.version == prefix.version]
+    if not in_family:
+        return Refused(f"no IPv{prefix.version} prefix is allowed")
+    return Refused(f"outside the allowed prefixes ({', '.join(in_family)})")
+
+
+@given(node_settings(), st.lists(st.one_of(networks(4), networks(6), st.sampled_from([
+    ipaddress.ip_network(p) for p in ("172.24.4.1/32", "172.24.4.0/32", "172.24.4.255/32",
+                                      "127.0.0.1/32", "10.0.0.0/8", "2001:db8::1/128")])),
+    min_size=1, max_size=10))
+@settings(max_examples=300)
+def test_the_exposure_gate_judges_as_the_reference_does(node: Settings,
+                                                        prefixes: list[IPNetwork]) -> None:
+    gate = ExposureGate.from_settings(node)
+    for prefix in prefixes:
+        assert gate.judge(prefix) == _reference_judge(gate, prefix)

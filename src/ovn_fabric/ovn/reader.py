@@ -118,9 +118,10 @@ conditions, recompute `synced`, then block on the sockets (and a pipe that `clos
 to). Every change of the replicated rows, or of `synced`, calls `on_change()` from that thread,
 outside the lock: it must only mark something dirty. `snapshot()` copies the rows under the
 same lock (no `run()` in between, so never half an update) and builds the view outside it.
-Both are incremental: the Database converts again only the rows the IDL changed, and the view
-re-resolves and rebuilds only those (`ViewMemo`); a snapshot equals one built from scratch
-(tests/ovn/test_reader.py checks it after random changes).
+Both are incremental: the Database converts again only the rows the IDL changed (of an updated
+row, only the columns the update named), and the view re-resolves and rebuilds only those
+(`ViewMemo`; a changed Port_Binding reads only the columns whose values changed); a snapshot
+equals one built from scratch (tests/ovn/test_reader.py checks it after random changes).
 Bad data never raises: `build_view` turns it into Problems. An unreachable database is logged
 (once per outage, after `warn_after` seconds) and retried by the IDL with back-off; the rest of
 the agent keeps running.

@@ -30,8 +30,8 @@ import re
 import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias, TypeVar
 
 from ovn_fabric.model import IPAddress
 
@@ -51,6 +51,11 @@ PARSER_CACHE = 32768
 TUNNEL_KEY_MAX = 2**32 - 1
 
 Row = TypeVar("Row")
+# A view row as built before: (the raw row, the row built from it or None, its problems).
+Built: TypeAlias = tuple[object, object, tuple["Problem", ...]]
+# A view row's builder: (raw row, the build of an earlier version of it or None) -> the row or
+# None, and its problems.
+FromRow: TypeAlias = Callable[[object, "Built | None"], tuple[Row | None, tuple["Problem", ...]]]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -106,7 +111,8 @@ class Chassis:
     hostname: str = ""
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[Chassis | None, tuple[Problem, ...]]:
+    def from_row(cls, row: object,
+                 _earlier: Built | None = None) -> tuple[Chassis | None, tuple[Problem, ...]]:
         reader = _RowReader.start("Chassis", row, "name")
         if reader.key is None:
             return None, reader.done()
@@ -127,7 +133,8 @@ class Datapath:
         return self.external_ids.get("name2") or self.external_ids.get("name") or self.uuid
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[Datapath | None, tuple[Problem, ...]]:
+    def from_row(cls, row: object,
+                 _earlier: Built | None = None) -> tuple[Datapath | None, tuple[Problem, ...]]:
         reader = _RowReader.start("Datapath_Binding", row, "_uuid")
         if reader.key is None:
             return None, reader.done()
@@ -158,26 +165,58 @@ class PortBinding:
     nat_addresses: tuple[str, ...] = ()     # raw entries of a patch port
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[PortBinding | None, tuple[Problem, ...]]:
+    def from_row(cls, row: object,
+                 earlier: Built | None = None) -> tuple[PortBinding | None, tuple[Problem, ...]]:
+        """`earlier`: the build of an earlier version of this row. Where it was built without a
+        problem, only the columns whose raw values are not the same objects as then are read
+        (the OVSDB reader hands out a changed row's unchanged columns as the same objects: a
+        bind changes two of thirteen), the others keep their values."""
+        if earlier is not None:
+            updated = cls._updated(row, earlier)
+            if updated is not None:
+                return updated
         reader = _RowReader.start("Port_Binding", row, "logical_port")
         if reader.key is None:
             return None, reader.done()
-        binding = cls(
-            logical_port=reader.key,
-            type=reader.string("type"),
-            datapath=reader.optional_ref("datapath"),
-            mac=reader.string_set("mac"),
-            chassis=reader.optional_ref("chassis"),
-            up=reader.optional_bool("up"),
-            options=reader.string_map("options"),
-            external_ids=reader.string_map("external_ids"),
-            requested_chassis=reader.optional_ref("requested_chassis"),
-            additional_chassis=reader.string_set("additional_chassis"),
-            virtual_parent=reader.optional_ref("virtual_parent"),
-            tag=reader.optional_int("tag", VLAN_MIN, VLAN_MAX),
-            nat_addresses=reader.string_set("nat_addresses"),
-        )
+        binding = cls(logical_port=reader.key, **{
+            column: read(reader, column) for column, read in _PORT_BINDING_COLUMNS})
         return binding, reader.done()
+
+    @classmethod
+    def _updated(cls, row: object,
+                 earlier: Built) -> tuple[PortBinding, tuple[Problem, ...]] | None:
+        """`earlier`'s row with the columns of `row` that changed read again; None when that
+        does not apply (another key, an earlier build with problems, not rows)."""
+        raw, built, problems = earlier
+        if (problems or not isinstance(built, PortBinding) or not isinstance(row, Mapping)
+                or not isinstance(raw, Mapping) or row.get("logical_port") is not raw.get(
+                    "logical_port")):
+            return None
+        reader = _RowReader("Port_Binding", row, built.logical_port)
+        changed = {column: read(reader, column) for column, read in _PORT_BINDING_COLUMNS
+                   if row.get(column) is not raw.get(column)}
+        return (replace(built, **changed) if changed else built), reader.done()
+
+
+def _tag(reader: _RowReader, column: str) -> int | None:
+    return reader.optional_int(column, VLAN_MIN, VLAN_MAX)
+
+
+# PortBinding's fields other than logical_port: each is the column of that name, read so.
+_PORT_BINDING_COLUMNS: tuple[tuple[str, Callable[[_RowReader, str], Any]], ...] = (
+    ("type", lambda reader, column: reader.string(column)),
+    ("datapath", lambda reader, column: reader.optional_ref(column)),
+    ("mac", lambda reader, column: reader.string_set(column)),
+    ("chassis", lambda reader, column: reader.optional_ref(column)),
+    ("up", lambda reader, column: reader.optional_bool(column)),
+    ("options", lambda reader, column: reader.string_map(column)),
+    ("external_ids", lambda reader, column: reader.string_map(column)),
+    ("requested_chassis", lambda reader, column: reader.optional_ref(column)),
+    ("additional_chassis", lambda reader, column: reader.string_set(column)),
+    ("virtual_parent", lambda reader, column: reader.optional_ref(column)),
+    ("tag", _tag),
+    ("nat_addresses", lambda reader, column: reader.string_set(column)),
+)
 
 
 # The columns of an SB Load_Balancer naming the datapaths it applies to, by OVN version:
@@ -200,7 +239,9 @@ class LoadBalancer:
     external_ids: FrozenMap = FrozenMap()
 
     @classmethod
-    def from_row(cls, row: object) -> tuple[LoadBalancer | None, tuple[Problem, ...]]:
+    def from_row(
+        cls, row: object, _earlier: Built | None = None,
+    ) -> tuple[LoadBalancer | None, tuple[Problem, ...]]:
         reader = _RowReader.start("Load_Balancer", row, "_uuid")
         if reader.key is None:
             return None, reader.done()
@@ -266,27 +307,43 @@ def _canonical(rows: Iterable[Row], key: Callable[[Row], str]) -> tuple[Row, ...
 class BuildMemo:
     """The rows built by `build_view`, kept from one build to the next: a raw row that is the
     same object as in the previous build (an unchanged row of the OVSDB reader) is not built
-    again. Holds each raw row it keeps, so an id is never reused while remembered. Not
-    thread-safe: one builder at a time."""
+    again; a raw row that is a new version of one built before (the same `_uuid`) is given
+    that build, so that `from_row` reads only the columns that changed (`PortBinding`). Holds
+    each raw row it keeps, so an id is never reused while remembered; raw rows and their
+    values must not be modified. Not thread-safe: one builder at a time."""
 
-    __slots__ = ("_current", "_previous")
+    __slots__ = ("_by_uuid", "_current", "_previous")
 
     def __init__(self) -> None:
-        self._previous: dict[int, tuple[object, object, tuple[Problem, ...]]] = {}
-        self._current: dict[int, tuple[object, object, tuple[Problem, ...]]] = {}
+        self._previous: dict[int, Built] = {}
+        self._current: dict[int, Built] = {}
+        # _uuid -> the latest version built; rows gone stay until it is compacted in done()
+        self._by_uuid: dict[object, Built] = {}
 
-    def build(self, from_row: Callable[[object], tuple[Row | None, tuple[Problem, ...]]],
-              raw: object) -> tuple[Row | None, tuple[Problem, ...]]:
+    def build(self, from_row: FromRow[Row], raw: object) -> tuple[Row | None, tuple[Problem, ...]]:
         kept = self._previous.get(id(raw))
         if kept is None or kept[0] is not raw:
-            built, problems = from_row(raw)
+            key = _row_uuid(raw)
+            built, problems = from_row(raw, self._by_uuid.get(key) if key is not None else None)
             kept = (raw, built, problems)
+            if key is not None:
+                self._by_uuid[key] = kept
         self._current[id(raw)] = kept
         return kept[1], kept[2]  # type: ignore[return-value]  # built by the same from_row
 
     def done(self) -> None:
-        """End of a build: forget the rows it did not see."""
+        """End of a build: forget the rows it did not see (their `_uuid`s once they are as
+        many as the rows kept: a cost in proportion to the rows gone)."""
         self._previous, self._current = self._current, {}
+        if len(self._by_uuid) > 2 * len(self._previous) + 64:
+            self._by_uuid = {key: kept for kept in self._previous.values()
+                             if (key := _row_uuid(kept[0])) is not None}
+
+
+def _row_uuid(raw: object) -> object | None:
+    """A raw row's `_uuid` (a UUID or its text), or None."""
+    key = raw.get("_uuid") if isinstance(raw, Mapping) else None
+    return key if isinstance(key, uuid.UUID | str) else None
 
 
 def build_view(
@@ -386,7 +443,9 @@ def parse_address_entry(entry: str) -> AddressEntry:
     if not MAC_RE.match(tokens[0]):
         return AddressEntry(mac=None, rejected=((entry, "does not start with an Ethernet "
                                                         "address"),))
-    mac = ":".join(f"{int(part, 16):02x}" for part in tokens[0].split(":"))
+    # Two digits per byte (17 characters, the usual case): lower case is the canonical form.
+    mac = (tokens[0].lower() if len(tokens[0]) == 17
+           else ":".join(f"{int(part, 16):02x}" for part in tokens[0].split(":")))
     not_unicast = mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 1
     addresses = []
     rejected = []
@@ -409,7 +468,11 @@ def _parse_address(token: str) -> tuple[IPAddress | None, str]:
     if "%" in token:
         return None, "a scoped address"
     try:
-        return ipaddress.ip_interface(token).ip, ""
+        # ip_interface(token).ip, without building an interface when there is no prefix
+        # (3.5x faster: every address of 3,000 newly bound ports goes through here)
+        if "/" in token:
+            return ipaddress.ip_interface(token).ip, ""
+        return ipaddress.ip_address(token), ""
     except ValueError:
         return None, "not an IP address"
 
@@ -609,14 +672,15 @@ class _RowReader:
 
 
 def _build_rows(
-    from_row: Callable[[object], tuple[Row | None, tuple[Problem, ...]]],
+    from_row: FromRow[Row],
     rows: Iterable[object],
     problems: list[Problem],
     memo: BuildMemo | None = None,
 ) -> list[Row]:
     built: list[Row] = []
     for raw in rows:
-        row, row_problems = memo.build(from_row, raw) if memo is not None else from_row(raw)
+        row, row_problems = (memo.build(from_row, raw) if memo is not None
+                             else from_row(raw, None))
         problems.extend(row_problems)
         if row is not None:
             built.append(row)

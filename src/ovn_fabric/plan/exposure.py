@@ -67,6 +67,10 @@ class Span:
                 and other.first <= self.first and self.last <= other.last)
 
 
+# (first address, last address, verdict) of a prefix that ExposureGate checks against.
+_Checks = tuple[tuple[int, int, "Allowed | Refused"], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class ExposureGate:
     """The exposure policy of the settings, ready to judge prefixes."""
@@ -78,6 +82,23 @@ class ExposureGate:
     # verdicts given so far, by prefix (judging is pure; a gate lives as long as its settings)
     verdicts: dict[tuple[int, int, int], Allowed | Refused] = field(
         default_factory=dict, compare=False, hash=False, repr=False)
+    # refused, deny and longest_first per IP version, in their order, as (first address, last
+    # address, the verdict a prefix gets there): what judge() walks (~2x faster than Spans)
+    _checks: dict[int, tuple[_Checks, _Checks, _Checks]] = field(
+        init=False, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        checks = {}
+        for version in (4, 6):
+            checks[version] = (
+                tuple((span.first, span.last, Refused(why))
+                      for span, why in self.refused if span.version == version),
+                tuple((span.first, span.last, Refused(f"inside the denied prefix {rule}"))
+                      for span, rule in self.deny if span.version == version),
+                tuple((span.first, span.last, Allowed(f"allow {rule}"))
+                      for span, rule in self.longest_first if span.version == version),
+            )
+        object.__setattr__(self, "_checks", checks)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExposureGate:
@@ -111,15 +132,17 @@ class ExposureGate:
         if prefix.prefixlen == 0:
             return Refused("the default route")
         span = span or Span.of(prefix)
-        for refused, why in self.refused:
-            if span.overlaps(refused):
-                return Refused(why)
-        for denied, rule in self.deny:
-            if span.overlaps(denied):
-                return Refused(f"inside the denied prefix {rule}")
-        for allowed, rule in self.longest_first:
-            if span.within(allowed):
-                return Allowed(f"allow {rule}")
+        first, last = span.first, span.last
+        refused, denied, allowed = self._checks[span.version]
+        for low, high, verdict in refused:          # overlaps: the first in order wins
+            if low <= last and first <= high:
+                return verdict
+        for low, high, verdict in denied:
+            if low <= last and first <= high:
+                return verdict
+        for low, high, allowed_verdict in allowed:  # within: the longest allowed prefix
+            if low <= first and last <= high:
+                return allowed_verdict
         in_family = [str(rule.prefix) for rule in self.allow
                      if rule.prefix.version == prefix.version]
         if not in_family:
