@@ -225,8 +225,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gc", choices=("agent", "default", "off"), default="agent",
-                        help="the collector as the agent sets it (ovn_fabric.agent.main."
-                             "tune_gc), Python's default, or off (the code's own cost)")
+                        help="the collector as the agent sets it (ovn_fabric.agent.collector: "
+                             "off between resyncs), Python's default, or off")
     parser.add_argument("--whole", action="store_true",
                         help="as every pass did before the memories: plan without a PlanMemo, "
                              "the kernel driver reading back and diffing everything")
@@ -234,9 +234,9 @@ def main() -> None:
     if args.gc == "off":
         gc.disable()
     elif args.gc == "agent":
-        from ovn_fabric.agent.main import tune_gc  # noqa: PLC0415  # not in older trees
+        from ovn_fabric.agent.collector import Collector  # noqa: PLC0415  # not in older trees
 
-        tune_gc()
+        Collector().start()
     gc_clock = GcClock()
 
     def show(times: dict[str, float]) -> str:

@@ -294,8 +294,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gc", choices=("agent", "default", "off"), default="agent",
-                        help="the collector as the agent sets it (ovn_fabric.agent.main."
-                             "tune_gc), Python's default, or off (the code's own cost)")
+                        help="the collector as the agent sets it (ovn_fabric.agent.collector: "
+                             "off between resyncs), Python's default, or off")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the temp directory of the servers goes (short: unix "
                              "socket paths are limited to 108 bytes)")
@@ -303,9 +303,9 @@ def main() -> None:
     if args.gc == "off":
         gc.disable()
     elif args.gc == "agent":
-        from ovn_fabric.agent.main import tune_gc  # noqa: PLC0415  # not in older trees
+        from ovn_fabric.agent.collector import Collector  # noqa: PLC0415  # not in older trees
 
-        tune_gc()
+        Collector().start()
     directory = Path(tempfile.mkdtemp(prefix="reader-bulk-", dir=args.dir))
     cloud = Cloud(sb=OvsdbServer(directory, "sb", OVN_SB_SCHEMA),
                   ovs=OvsdbServer(directory, "ovs", VSWITCH_SCHEMA))

@@ -3,12 +3,9 @@ no traceback."""
 
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 from pathlib import Path
-
-from ovn_fabric.agent.main import FULL_COLLECTION_AFTER, tune_gc
 
 
 def _agent(config: Path) -> subprocess.CompletedProcess[str]:
@@ -37,13 +34,3 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "nope.toml" in missing.stderr
     assert "Traceback" not in missing.stderr
-
-
-def test_the_agent_makes_full_collections_rarer_and_keeps_the_young_thresholds() -> None:
-    before = gc.get_threshold()
-    try:
-        tune_gc()
-        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_AFTER)
-        assert before[2] < FULL_COLLECTION_AFTER
-    finally:
-        gc.set_threshold(*before)

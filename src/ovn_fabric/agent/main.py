@@ -9,12 +9,11 @@ with the reconciler's last plan (an immutable value).
 Stopping (SIGTERM, SIGINT) withdraws nothing: routes, neighbours and flows stay in place, and a
 restarted agent adopts them (read back, diff: nothing to do). Killing it with SIGKILL is the same.
 
-The garbage collector makes full collections 10x rarer than Python's default (`tune_gc`).
+Python's cyclic garbage collector runs only after a resync (`agent/collector.py`).
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import sys
@@ -34,25 +33,6 @@ from ovn_fabric.frr.exposure import ExposureConfig
 from ovn_fabric.ovn.reader import Reader, SslFiles
 
 log = logging.getLogger("ovn_fabric.agent")
-
-# Python's collector considers a full collection after every 10 collections of its middle
-# generation (about 70,000 new container objects), and runs one if the objects promoted since
-# the last make a quarter of the old ones. A full collection walks every tracked object: at
-# 3,000 bound ports ~0.38 million, most of them the OVSDB IDL's rows (each Port_Binding is ~55
-# Atom, Datum and dict objects), 0.1-0.2 s. Binding 3,000 ports at once makes enough new
-# long-lived objects (rows converted, view, plan, kernel belief) that with the default one to
-# three full collections landed in that very pass (bench.reader_bulk). After 100 middle
-# collections instead (~700,000 new objects) most bulk changes see none. What it costs: cyclic
-# garbage (rare here: reference counting frees the rest at once) may wait longer to be freed.
-FULL_COLLECTION_AFTER = 100
-
-
-def tune_gc() -> None:
-    """Make full collections rarer (see FULL_COLLECTION_AFTER); the young generations keep
-    Python's thresholds."""
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
-
 
 class _Reporter:
     """Logs what changes between passes (not every pass: a quiet agent logs nothing)."""
@@ -93,7 +73,6 @@ def _ssl_files(settings: Settings) -> SslFiles | None:
 def run(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.value.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tune_gc()
     status = Status()
     loops: list[Loop] = []
 
