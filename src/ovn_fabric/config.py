@@ -168,7 +168,7 @@ class TenantNetworks:
 @dataclass(frozen=True, slots=True)
 class ReconcileTimings:
     debounce_ms: int = DEFAULT_DEBOUNCE_MS  # quiet time after a change before planning again
-    resync_s: int = DEFAULT_RESYNC_S        # full re-read and reconcile even without a change
+    resync_s: int = DEFAULT_RESYNC_S        # OVN planned again, the kernel read back whole
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""The agent's garbage-collection policy: no automatic collection in the middle of a pass,
-cycles freed at resyncs, and frozen cycles freed by the periodic full collection."""
+"""The agent's garbage-collection policy: no automatic collection, cycles freed by the collection
+that follows a pass every COLLECT_EVERY_S."""
 
 from __future__ import annotations
 
@@ -9,19 +9,31 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovn_fabric.agent.collector import FULL_EVERY, Collector
+from ovn_fabric.agent.collector import COLLECT_EVERY_S, Collector
 from ovn_fabric.agent.reconcile import Outcome, Trigger
 
 
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def collector() -> Iterator[Collector]:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def collector(clock: ManualClock) -> Iterator[Collector]:
     was_enabled = gc.isenabled()
-    c = Collector()
+    c = Collector(clock)
     c.start()
     try:
         yield c
     finally:
-        gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -31,32 +43,24 @@ class Node:
         self.other: Node | None = None
 
 
-def cycle() -> tuple[Node, weakref.ref[Node]]:
+def garbage_cycle() -> weakref.ref[Node]:
     a, b = Node(), Node()
     a.other, b.other = b, a
-    return a, weakref.ref(a)
+    return weakref.ref(a)
 
 
-def test_a_cycle_waits_for_the_next_resync_not_for_a_threshold(collector: Collector) -> None:
-    collector.after(Outcome(Trigger.RESYNC))        # the first, full collection
-    holder, alive = cycle()
-    del holder
+def test_a_cycle_waits_for_the_periodic_collection_not_for_a_threshold(
+        collector: Collector, clock: ManualClock) -> None:
+    alive = garbage_cycle()
     for _ in range(3):
         [Node() for _ in range(10_000)]             # what would trigger the collector
+        clock.now += COLLECT_EVERY_S / 4
         collector.after(Outcome(Trigger.OVN))
     assert alive() is not None
-    collector.after(Outcome(Trigger.RESYNC))
+    clock.now += COLLECT_EVERY_S / 4
+    collector.after(Outcome(Trigger.OVN))           # the first pass after the period
     assert alive() is None
-
-
-def test_a_cycle_that_dies_after_being_frozen_is_freed_by_the_full_collection(
-        collector: Collector) -> None:
-    collector.after(Outcome(Trigger.RESYNC))        # full: the count starts here
-    holder, alive = cycle()
-    collector.after(Outcome(Trigger.RESYNC))        # still referenced: frozen
-    del holder
-    for _ in range(FULL_EVERY - 2):
-        collector.after(Outcome(Trigger.RESYNC))    # young collections skip frozen objects
-    assert alive() is not None
-    collector.after(Outcome(Trigger.RESYNC))        # the FULL_EVERY-th: everything
-    assert alive() is None
+    again = garbage_cycle()
+    clock.now += 1
+    collector.after(Outcome(Trigger.OVN))           # the period starts again
+    assert again() is not None

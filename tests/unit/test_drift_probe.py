@@ -1,13 +1,16 @@
-"""The drift probe's schedule and findings, with a fake clock and in-memory checks; and its
-thread, marking a real loop's trigger when a check starts to differ."""
+"""The drift probe's schedule and findings, with a fake clock and in-memory checks; its thread,
+marking when a check starts to differ; and its kernel comparison, on an in-memory kernel."""
 
 from __future__ import annotations
 
 import threading
 
-from ovn_fabric.agent.drift import Check, DriftProbe, Probe
+from ovn_fabric.agent.drift import Check, DriftProbe, Probe, kernel_check
 from ovn_fabric.agent.reconcile import Trigger
+from ovn_fabric.dataplane.kernel_state import KernelState
 from ovn_fabric.lab.sh import wait_until
+
+from .test_reconcile import Source, make, view
 
 
 class Reads:
@@ -74,3 +77,35 @@ def test_the_probe_thread_marks_when_a_check_starts_to_differ_and_stops() -> Non
     count = flows.count
     assert not probe.alive
     assert flows.count == count
+
+
+def test_the_kernel_check_compares_the_whole_kernel_with_the_plan_last_applied() -> None:
+    reconciler, kernel, _, _ = make(Source(view("172.24.4.10")))
+    check = kernel_check(lambda _bridges: kernel.mem.read(), 60.0,
+                         lambda: reconciler.kernel_applied, lambda: reconciler.desired)
+    assert check.trigger == Trigger.RESYNC
+    assert not check.differs()                   # nothing applied yet: nothing to compare
+    reconciler.reconcile(Trigger.OVN)
+    assert not check.differs()
+    kernel.mem.routes.clear()                    # lost, and its netlink event with it
+    assert check.differs()
+    reconciler.reconcile(Trigger.RESYNC)         # what the mark causes: a full pass
+    assert kernel.routes == {"172.24.4.10/32"}
+    assert not check.differs()
+
+
+def test_the_kernel_check_ignores_a_read_that_a_new_plan_overtook() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, _, _ = make(source)
+    reconciler.reconcile(Trigger.OVN)
+
+    def read_while_the_loop_moves_on(_bridges: list[str]) -> KernelState:
+        state = kernel.mem.read()                # without the port the loop is binding
+        source.current = view("172.24.4.10", "172.24.4.11")
+        reconciler.reconcile(Trigger.OVN)
+        return state
+
+    check = kernel_check(read_while_the_loop_moves_on, 60.0,
+                         lambda: reconciler.kernel_applied, lambda: reconciler.desired)
+    assert not check.differs()
+    assert kernel.routes == {"172.24.4.10/32", "172.24.4.11/32"}

@@ -317,3 +317,31 @@ def test_a_failed_pass_is_retried_without_any_new_mark() -> None:
         thread.join(timeout=5)
     assert not outcomes[0].ok
     assert any(o.triggers & Trigger.RETRY and o.ok for o in outcomes[1:])
+
+
+def test_a_reread_with_nothing_changed_reads_ovn_and_runs_no_driver() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, kernel, _, _ = make(source)
+    reconciler.reconcile(Trigger.RESYNC)
+    assert reconciler.reconcile(Trigger.REREAD).drivers == ()
+    assert kernel.full_rounds == 1                       # the start's, not the re-read's
+    source.current = view("172.24.4.10", "172.24.4.11")   # a change the reader did not signal
+    assert [d.driver for d in reconciler.reconcile(Trigger.REREAD).drivers] == ["kernel"]
+    assert kernel.routes == {"172.24.4.10/32", "172.24.4.11/32"}
+    assert source.reads == 3
+
+
+def test_the_loop_starts_with_a_resync_then_rereads_ovn_on_its_period() -> None:
+    source = Source(view("172.24.4.10"))
+    reconciler, _, _, _ = make(source)
+    outcomes: list[Outcome] = []
+    loop = Loop(reconciler, outcomes.append, debounce_s=0.01, resync_s=0.05)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        wait_until(lambda: len(outcomes) >= 3, timeout=5, what="three passes")
+    finally:
+        loop.stop()
+        thread.join(timeout=5)
+    assert outcomes[0].triggers == Trigger.RESYNC
+    assert all(o.triggers == Trigger.REREAD for o in outcomes[1:3])

@@ -8,9 +8,13 @@ when its rows change; two kinds of state say nothing and must be read:
              ovs-vswitchd restarts, is back within a second
     FRR      bgpd's running configuration (vtysh, ~60 ms), every FRR_EVERY_S: the agent's block,
              which bgpd forgets when it restarts
+    kernel   every route, neighbour and address of ours (a netlink dump, ~60 ms at 3,000 ports,
+             and a diff, ~30 ms), every `resync_s`: the safety net under the netlink watch (an
+             event lost to a full socket buffer); a difference marks RESYNC, a full pass
 
-The loop used to run these reads itself, on a tick. A bind that arrived during one waited for it:
-about 85 ms of the p99 bind-to-spine latency on a node with 3,000 ports (docs/PERFORMANCE.md).
+The loop used to run these reads itself, on a tick and at each resync. A bind that arrived
+during one waited for it: about 85 ms of the p99 bind-to-spine latency on a node with 3,000
+ports (docs/PERFORMANCE.md).
 Here they run in a thread of their own, which compares what it read with what the reconciler last
 wanted, and marks the loop (FLOWS, FRR) only when they differ, or when the state could not be
 read at all: the driver then runs in the loop and says why in the pass's outcome. A read that
@@ -33,6 +37,8 @@ from ovn_fabric.agent.reconcile import Trigger
 from ovn_fabric.dataplane import frr
 from ovn_fabric.dataplane.flow_state import diff as flow_diff
 from ovn_fabric.dataplane.flows import FlowDriver
+from ovn_fabric.dataplane.kernel_state import KernelState
+from ovn_fabric.dataplane.kernel_state import diff as kernel_diff
 from ovn_fabric.frr.exposure import ExposureConfig
 from ovn_fabric.model import DesiredState
 
@@ -73,6 +79,27 @@ def frr_check(vtysh: frr.Vtysh, wanted: Callable[[], ExposureConfig]) -> Check:
     """bgpd's running configuration against the agent's block."""
     return Check("frr", FRR_EVERY_S, Trigger.FRR,
                  lambda: bool(frr.diff(wanted(), frr.read(vtysh))))
+
+
+def kernel_check(read: Callable[[list[str]], KernelState], every_s: float,
+                 applied: Callable[[], DesiredState | None],
+                 wanted: Callable[[], DesiredState | None]) -> Check:
+    """The whole kernel state of ours against the plan the loop last applied without a
+    failure. Skipped while the loop is between plans (the plan it applied is not its current
+    one, before or after the read): the read could catch an apply half-way, and the loop syncs
+    the kernel anyway."""
+
+    def differs() -> bool:
+        before = applied()
+        if before is None or before is not wanted():
+            return False
+        actual = read([b.bridge for b in before.bridges])
+        if applied() is not before or wanted() is not before:
+            return False
+        changes = kernel_diff(before, actual)
+        return bool(changes.operations or changes.blocked)
+
+    return Check("kernel", every_s, Trigger.RESYNC, differs)
 
 
 class Probe:

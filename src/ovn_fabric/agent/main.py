@@ -1,7 +1,8 @@
 """`ovn-fabric agent --config FILE`: wire the reader, the planner and the drivers, and run.
 
 Threads: the OVSDB reader's (marks OVN), the netlink watch's (marks KERNEL), the drift probe's
-(reads the flows and FRR periodically, marks FLOWS or FRR when they differ from the last plan),
+(reads the flows, FRR and the kernel periodically, marks FLOWS, FRR or RESYNC when they differ
+from the last plan),
 the status HTTP server's, and the main thread, which runs the reconcile loop. The loop is the
 only thread that plans and writes; the probe only reads, with drivers of its own, and compares
 with the reconciler's last plan (an immutable value).
@@ -9,7 +10,7 @@ with the reconciler's last plan (an immutable value).
 Stopping (SIGTERM, SIGINT) withdraws nothing: routes, neighbours and flows stay in place, and a
 restarted agent adopts them (read back, diff: nothing to do). Killing it with SIGKILL is the same.
 
-Python's cyclic garbage collector runs only after a resync (`agent/collector.py`).
+Python's cyclic garbage collector runs every ten minutes, after a pass (`agent/collector.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from ovn_fabric.agent.collector import Collector
-from ovn_fabric.agent.drift import DriftProbe, flows_check, frr_check
+from ovn_fabric.agent.drift import DriftProbe, flows_check, frr_check, kernel_check
 from ovn_fabric.agent.kernel_watch import KernelWatch
 from ovn_fabric.agent.reconcile import Loop, Outcome, Reconciler, Trigger
 from ovn_fabric.agent.status import Status, serve
@@ -91,6 +92,7 @@ def run(settings: Settings) -> int:
                     chassis=settings.node.chassis, hostname=settings.node.hostname,
                     ssl=_ssl_files(settings))
     kernel = KernelDriver()
+    probe_kernel = KernelDriver()       # the drift probe's: its own netlink socket
     ovs_target = OvsTarget(rundir=Path(str(settings.ovs.db_socket)).parent)
     flows = FlowDriver(ovs_target)
     reconciler = Reconciler(settings, reader, kernel=kernel, flows=flows, frr=sync_frr)
@@ -115,8 +117,12 @@ def run(settings: Settings) -> int:
         server = serve(status, str(settings.status.host), settings.status.port)
         log.info("status on http://%s:%d/status", settings.status.host, settings.status.port)
     watch = KernelWatch(bridges, lambda: mark(Trigger.KERNEL), on_touches=kernel.note).start()
-    probe = DriftProbe([flows_check(FlowDriver(ovs_target), bridges, lambda: reconciler.desired),
-                        frr_check(vtysh, lambda: reconciler.frr_wanted)], mark).start()
+    probe = DriftProbe([
+        flows_check(FlowDriver(ovs_target), bridges, lambda: reconciler.desired),
+        frr_check(vtysh, lambda: reconciler.frr_wanted),
+        kernel_check(probe_kernel.read, settings.reconcile.resync_s,
+                     lambda: reconciler.kernel_applied, lambda: reconciler.desired),
+    ], mark).start()
     collector.start()
     reader.start()
     log.info("agent started: bridges %s", ", ".join(bridges))
@@ -124,6 +130,7 @@ def run(settings: Settings) -> int:
         loop.run()
     finally:
         probe.close()
+        probe_kernel.close()
         watch.close()
         reader.close()
         kernel.close()

@@ -5,10 +5,10 @@ snapshot of OVN, plans the whole desired state, and lets each driver read back, 
 The triggers only decide what must be looked at:
 
     OVN      the reader saw a change: snapshot and plan again; the kernel is synced if the plan
-             changed. Only OVN and RESYNC passes read OVN: the view cannot change without the
-             reader marking OVN. A snapshot is incremental (only the rows that changed are
-             converted and built again), and the plan reuses its parsers' results and, through
-             its PlanMemo, its own work on every claim that did not change
+             changed. Only OVN, RESYNC and REREAD passes read OVN: the view cannot change
+             without the reader marking OVN. A snapshot is incremental (only the rows that
+             changed are converted and built again), and the plan reuses its parsers' results
+             and, through its PlanMemo, its own work on every claim that did not change
     KERNEL   the netlink watch saw our state touched: sync the kernel (the driver reads it
              all back only if the event contradicts what it believes is there)
     FLOWS    the drift probe (agent/drift.py, a thread of its own, every 0.5 s) found the
@@ -19,9 +19,15 @@ The triggers only decide what must be looked at:
              routes themselves stay in the kernel meanwhile)
     RETRY    the last pass failed (or OVN was not synced yet): run again, RETRY_S later; the
              failed drivers are still dirty, so they run
-    RESYNC   every `resync_s`: everything, whatever we believe; the kernel driver reads back
-             and diffs everything (`full`), as it does after a failure (between those, a kernel
-             pass diffs only what changed: dataplane/kernel_cache.py)
+    RESYNC   at start, and when the drift probe's full read of the kernel (every `resync_s`)
+             differs from the plan: everything, whatever we believe; the kernel driver reads
+             back and diffs everything (`full`), as it does after a failure (between those, a
+             kernel pass diffs only what changed: dataplane/kernel_cache.py)
+    REREAD   every `resync_s`: OVN is snapshot and planned again, as for OVN (a change the
+             reader failed to signal would show); drivers run only if the plan changed
+
+The loop never reads slow state on a timer: the drift probe does, in its own thread, so that a
+bind never waits behind a read of state that has not changed.
 
 Two rules from felix:
 - Nothing is touched until the first complete read of OVN is in (`synced_snapshot()` is None
@@ -63,6 +69,7 @@ class Trigger(Flag):
     FRR = auto()
     RETRY = auto()
     RESYNC = auto()
+    REREAD = auto()
 
 
 class OvnSource(Protocol):
@@ -130,11 +137,18 @@ class Reconciler:
         self._frr_wanted = exposure_config(self._bridges, settings.exposure)
         self._waiting: tuple[str, ...] = ()
         self._ovn_unsynced = False      # the last snapshot taken was None
+        self._kernel_applied: DesiredState | None = None
 
     @property
     def desired(self) -> DesiredState | None:
         """The last plan (None before the first synced read)."""
         return self._desired
+
+    @property
+    def kernel_applied(self) -> DesiredState | None:
+        """The plan the kernel driver last applied without a failure (None: none yet, or the
+        last try failed): what the drift probe may compare the kernel with."""
+        return self._kernel_applied
 
     @property
     def frr_wanted(self) -> ExposureConfig:
@@ -145,7 +159,7 @@ class Reconciler:
         start = self._clock()
         planned = False
         if (self._desired is None or self._ovn_unsynced
-                or triggers & (Trigger.OVN | Trigger.RESYNC)):
+                or triggers & (Trigger.OVN | Trigger.RESYNC | Trigger.REREAD)):
             view = self._source.synced_snapshot()
             self._ovn_unsynced = view is None
             if view is not None and (view != self._view or self._desired is None):
@@ -172,8 +186,10 @@ class Reconciler:
             drivers.append(self._run_frr())
         if self._kernel_dirty or triggers & (Trigger.KERNEL | Trigger.RESYNC):
             full = bool(triggers & Trigger.RESYNC)
+            self._kernel_applied = None
             kernel = self._run("kernel", lambda: self._sync_kernel(desired, full))
             self._kernel_dirty = not kernel.ok
+            self._kernel_applied = desired if kernel.ok else None
             drivers.append(kernel)
         # The flows depend on the served networks only: a bind or an unbind leaves them as they
         # are, so its pass does not wait for two ovs-ofctl calls. The drift probe reads them
@@ -225,14 +241,15 @@ class Reconciler:
 
 class Loop:
     """Runs passes when triggered: OVN and kernel changes, the drift probe's findings, a retry
-    after a failed pass, a periodic resync. `mark` may be called from any thread (the OVSDB
+    after a failed pass, a periodic re-read of OVN. `mark` may be called from any thread (the OVSDB
     reader's, the netlink watch's, the drift probe's).
 
     Debounce, on the trailing edge only when busy: a change that finds the loop idle (no pass
     ended within the last `debounce` s) is planned at once, so a lone bind waits for nothing;
     changes that arrive while a pass runs, or right after one, are collected until `debounce`
     s pass with no new one (at most MAX_DEBOUNCE_FACTOR x debounce), so a burst costs a few
-    passes, not one per change. The first pass is a RESYNC: it adopts what is there."""
+    passes, not one per change. The first pass is a RESYNC: it adopts what is there; then every
+    `resync_s` a REREAD plans OVN again (the drift probe compares the kernel on that period)."""
 
     def __init__(self, reconciler: Reconciler, on_outcome: Callable[[Outcome], None],
                  *, debounce_s: float, resync_s: float,
@@ -271,12 +288,12 @@ class Loop:
 
     def run(self) -> None:
         now = self._clock()
-        next_resync, next_retry = now, float("inf")
+        next_reread, next_retry, started = now, float("inf"), False
         last_end = now - self._debounce
         while True:
             with self._cond:
                 while not self._stop and not self._pending:
-                    timeout = min(next_resync, next_retry) - self._clock()
+                    timeout = min(next_reread, next_retry) - self._clock()
                     if timeout <= 0:
                         break
                     self._cond.wait(timeout)
@@ -289,9 +306,9 @@ class Loop:
             if now >= next_retry:
                 triggers |= Trigger.RETRY
                 next_retry = float("inf")
-            if now >= next_resync:
-                triggers |= Trigger.RESYNC
-                next_resync = now + self._resync
+            if now >= next_reread:
+                triggers |= Trigger.REREAD if started else Trigger.RESYNC
+                next_reread, started = now + self._resync, True
             outcome = self._reconciler.reconcile(triggers)
             self._on_outcome(outcome)
             last_end = self._clock()
