@@ -3,8 +3,28 @@ agent's heap at 3,000 ports takes about 0.1 s and lands in whichever step alloca
 
 from __future__ import annotations
 
+import argparse
 import gc
 import time
+
+GC_CHOICES = ("agent", "default", "off")
+
+
+def add_gc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gc", choices=GC_CHOICES, default="agent",
+                        help="the collector as the agent sets it (ovn_fabric.agent.collector: "
+                             "off, with a full collection every ten minutes), Python's "
+                             "default, or off")
+
+
+def set_collector(choice: str) -> None:
+    """Put this process's collector in the state `--gc` chose."""
+    if choice == "off":
+        gc.disable()
+    elif choice == "agent":
+        from ovn_fabric.agent.collector import Collector  # noqa: PLC0415  # not in older trees
+
+        Collector().start()
 
 
 class GcClock:

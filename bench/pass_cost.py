@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import importlib
 import pstats
 import statistics
@@ -38,7 +37,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
-from bench._gc import GcClock
+from bench._gc import GcClock, add_gc_option, set_collector
 from ovn_fabric import config
 from ovn_fabric.dataplane.kernel import ApplyReport, BeliefSync
 from ovn_fabric.dataplane.kernel_state import KernelChanges, KernelState
@@ -224,19 +223,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--gc", choices=("agent", "default", "off"), default="agent",
-                        help="the collector as the agent sets it (ovn_fabric.agent.collector: "
-                             "off between resyncs), Python's default, or off")
+    add_gc_option(parser)
     parser.add_argument("--whole", action="store_true",
                         help="as every pass did before the memories: plan without a PlanMemo, "
                              "the kernel driver reading back and diffing everything")
     args = parser.parse_args()
-    if args.gc == "off":
-        gc.disable()
-    elif args.gc == "agent":
-        from ovn_fabric.agent.collector import Collector  # noqa: PLC0415  # not in older trees
-
-        Collector().start()
+    set_collector(args.gc)
     gc_clock = GcClock()
 
     def show(times: dict[str, float]) -> str:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import os
 import pstats
 import shutil
@@ -55,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._gc import GcClock
+from bench._gc import GcClock, add_gc_option, set_collector
 from bench.pass_cost import Pass, forget_parsed
 from bench.sb_sync import cpu_seconds
 from ovn_fabric.lab.ovsdb_server import OVN_SB_SCHEMA, VSWITCH_SCHEMA, OvsdbServer
@@ -293,19 +292,12 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--gc", choices=("agent", "default", "off"), default="agent",
-                        help="the collector as the agent sets it (ovn_fabric.agent.collector: "
-                             "off between resyncs), Python's default, or off")
+    add_gc_option(parser)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the temp directory of the servers goes (short: unix "
                              "socket paths are limited to 108 bytes)")
     args = parser.parse_args()
-    if args.gc == "off":
-        gc.disable()
-    elif args.gc == "agent":
-        from ovn_fabric.agent.collector import Collector  # noqa: PLC0415  # not in older trees
-
-        Collector().start()
+    set_collector(args.gc)
     directory = Path(tempfile.mkdtemp(prefix="reader-bulk-", dir=args.dir))
     cloud = Cloud(sb=OvsdbServer(directory, "sb", OVN_SB_SCHEMA),
                   ovs=OvsdbServer(directory, "ovs", VSWITCH_SCHEMA))

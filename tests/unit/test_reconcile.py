@@ -3,8 +3,9 @@ outcome asserted is the state the fakes end up in, not the calls made."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ovn_fabric import config
@@ -100,6 +101,19 @@ class Frr:
         changed = [] if self.applied == wanted else ["(the block)"]
         self.applied = wanted
         return changed
+
+
+@contextlib.contextmanager
+def running(loop: Loop) -> Iterator[None]:
+    """The loop in a thread of its own for the `with` block; stopped and joined after it."""
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def make(source: Source) -> tuple[Reconciler, Kernel, Flows, Frr]:
@@ -229,19 +243,13 @@ def test_the_loop_runs_a_pass_after_a_mark_and_stops() -> None:
     reconciler, kernel, _, _ = make(source)
     outcomes: list[Outcome] = []
     loop = Loop(reconciler, outcomes.append, debounce_s=0.01, resync_s=3600)
-    thread = threading.Thread(target=loop.run)
-    thread.start()
-    try:
+    with running(loop):
         wait_until(lambda: kernel.routes == {"172.24.4.10/32"}, timeout=5,
                    what="the first pass")
         source.current = view("172.24.4.10", "172.24.4.12")
         loop.mark(Trigger.OVN)
         wait_until(lambda: "172.24.4.12/32" in kernel.routes, timeout=5,
                    what="a pass after the OVN mark")
-    finally:
-        loop.stop()
-        thread.join(timeout=5)
-    assert not thread.is_alive()
     assert any(o.triggers & Trigger.OVN for o in outcomes)
 
 
@@ -285,9 +293,7 @@ def test_a_change_that_finds_the_loop_idle_is_planned_at_once_not_after_the_debo
     reconciler, kernel, _, _ = make(source)
     clock = ManualClock()
     loop = Loop(reconciler, lambda _: None, debounce_s=5.0, resync_s=3600, clock=clock)
-    thread = threading.Thread(target=loop.run)
-    thread.start()
-    try:
+    with running(loop):
         wait_until(lambda: kernel.routes == {"172.24.4.10/32"}, timeout=5,
                    what="the first pass (a resync)")
         clock.now += 10.0
@@ -295,10 +301,6 @@ def test_a_change_that_finds_the_loop_idle_is_planned_at_once_not_after_the_debo
         loop.mark(Trigger.OVN)
         wait_until(lambda: "172.24.4.12/32" in kernel.routes, timeout=2,
                    what="a pass at once after a mark on an idle loop")
-    finally:
-        loop.stop()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
 
 
 def test_a_failed_pass_is_retried_without_any_new_mark() -> None:
@@ -307,14 +309,9 @@ def test_a_failed_pass_is_retried_without_any_new_mark() -> None:
     kernel.fail_next = OSError(105, "No buffer space available")
     outcomes: list[Outcome] = []
     loop = Loop(reconciler, outcomes.append, debounce_s=0.01, resync_s=3600)
-    thread = threading.Thread(target=loop.run)
-    thread.start()
-    try:
+    with running(loop):
         wait_until(lambda: kernel.routes == {"172.24.4.10/32"}, timeout=5,
                    what="the kernel programmed by the retry pass")
-    finally:
-        loop.stop()
-        thread.join(timeout=5)
     assert not outcomes[0].ok
     assert any(o.triggers & Trigger.RETRY and o.ok for o in outcomes[1:])
 
@@ -336,12 +333,7 @@ def test_the_loop_starts_with_a_resync_then_rereads_ovn_on_its_period() -> None:
     reconciler, _, _, _ = make(source)
     outcomes: list[Outcome] = []
     loop = Loop(reconciler, outcomes.append, debounce_s=0.01, resync_s=0.05)
-    thread = threading.Thread(target=loop.run)
-    thread.start()
-    try:
+    with running(loop):
         wait_until(lambda: len(outcomes) >= 3, timeout=5, what="three passes")
-    finally:
-        loop.stop()
-        thread.join(timeout=5)
     assert outcomes[0].triggers == Trigger.RESYNC
     assert all(o.triggers == Trigger.REREAD for o in outcomes[1:3])
