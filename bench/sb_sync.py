@@ -4,7 +4,8 @@ openstack/ovn-bgp-agent monitors).
 
     .venv/bin/python -m bench.sb_sync [--ports 100000] [--chassis 1000] [--datapaths 1000]
                                       [--local 100] [--load-balancers 100] [--runs 3]
-                                      [--modes conditional all] [--dir DIR] [--reuse]
+                                      [--modes conditional all] [--dir DIR] [--keep]
+                                      [--reuse]
 
 Starts two standalone ovsdb-servers under `--dir` (/run/ovn-fabric/hr/bench: an OVN Southbound
 and a local Open_vSwitch naming our chassis), fills the Southbound in one transaction with
@@ -25,7 +26,9 @@ runs the reader
 `start()`, the CPU seconds the reader's process and the Southbound's ovsdb-server spent until
 then (wall time on a shared 2-core machine depends on the load, CPU time much less: the load
 average is printed with each run), rows replicated per table, and how long one `snapshot()`
-takes; then the medians and the all/conditional ratios. Every process started is stopped at the
+takes; then the medians and the all/conditional ratios. The servers' files (a 100 MB Southbound
+in /run, which is memory) are removed at the end unless `--keep`, which a later `--reuse` needs.
+Every process started is stopped at the
 end.
 """
 
@@ -364,8 +367,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=("conditional", "all"),
                         default=["conditional", "all"])
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the servers' files under --dir for a later --reuse")
     parser.add_argument("--reuse", action="store_true",
-                        help="reuse the Southbound of the last run if filled the same way")
+                        help="reuse the Southbound of a --keep run if filled the same way")
     parser.add_argument("--measure", choices=("conditional", "all"), help=argparse.SUPPRESS)
     parser.add_argument("--ovs-socket", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -384,6 +389,21 @@ def runs(servers: Servers, mode: str, count: int) -> Iterator[dict[str, Any]]:
               f"{result['snapshot_s']:.3f} s of {result['view_port_bindings']} bindings",
               flush=True)
         yield result
+
+
+def remove_files(directory: Path) -> None:
+    """The servers' files, and `directory` itself (and the default's parents) once empty:
+    never anything else, since --dir may name a shared directory."""
+    for server in ("sb", "ovs"):
+        for name in (f"{server}.db", f".{server}.db.~lock~", f"{server}.log", f"{server}.sock",
+                     f"{server}.ctl"):
+            (directory / name).unlink(missing_ok=True)
+    (directory / "filled.json").unlink(missing_ok=True)
+    for empty in (directory, *(BENCH_DIR.parents[:2] if directory == BENCH_DIR else ())):
+        try:
+            empty.rmdir()
+        except OSError:
+            return
 
 
 def main() -> None:
@@ -416,6 +436,8 @@ def main() -> None:
     finally:
         servers.sb.stop()
         servers.ovs.stop()
+        if not args.keep:
+            remove_files(args.dir)
 
 
 if __name__ == "__main__":
