@@ -105,6 +105,10 @@ class FrrSettings:
             return ("vtysh",)
         return ("vtysh", "--vty_socket", str(self.vty_socket))
 
+    def vty_dir(self) -> str:
+        """Where the daemons' vty sockets are (bgpd.vty is read directly)."""
+        return str(self.vty_socket) if self.vty_socket is not None else "/var/run/frr"
+
 
 @dataclass(frozen=True, slots=True)
 class BridgeSettings:

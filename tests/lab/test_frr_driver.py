@@ -71,8 +71,9 @@ def node() -> Iterator[Node]:
         ns = paths.netns("node")
         run(["ip", "link", "add", "br-ex", "type", "bridge"], netns=ns)
         run(["ip", "link", "set", "br-ex", "up"], netns=ns)
+        vty_dir = str(paths.frr_dir("node"))
         yield Node(paths, driver.Vtysh(("ip", "netns", "exec", ns, "vtysh", "--vty_socket",
-                                        str(paths.frr_dir("node")))))
+                                        vty_dir), vty_dir=vty_dir))
     finally:
         lab.down("ofr")
 

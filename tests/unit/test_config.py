@@ -329,6 +329,8 @@ def test_frr_section() -> None:
     assert config.parse(base).frr.vtysh_argv() == ("vtysh",)
     settings = config.parse(base + '[frr]\nvty_socket = "/run/x/frr"\n')
     assert settings.frr.vtysh_argv() == ("vtysh", "--vty_socket", "/run/x/frr")
+    assert settings.frr.vty_dir() == "/run/x/frr"
+    assert config.parse(base).frr.vty_dir() == "/var/run/frr"
     with pytest.raises(ConfigError, match=r"frr.vty_socket: 'frr' is not an absolute path"):
         config.parse(base + '[frr]\nvty_socket = "frr"\n')
     with pytest.raises(ConfigError, match=r"unknown key\(s\) 'socket'"):

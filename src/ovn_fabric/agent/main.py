@@ -82,7 +82,7 @@ def run(settings: Settings) -> int:
             loop.mark(trigger)
 
     bridges = [b.name for b in settings.bridges]
-    vtysh = frr.Vtysh(settings.frr.vtysh_argv())
+    vtysh = frr.Vtysh(settings.frr.vtysh_argv(), vty_dir=settings.frr.vty_dir())
 
     def sync_frr(wanted: ExposureConfig) -> list[str]:
         return frr.reconcile(vtysh, wanted)

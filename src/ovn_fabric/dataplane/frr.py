@@ -1,7 +1,9 @@
 """The FRR driver: keeps the agent's block (frr/exposure.py) present in the running FRR, and
 touches nothing else.
 
-read    bgpd's `show running-config bgpd` through vtysh -> the agent's own lines, recognised by the
+read    bgpd's running configuration, asked over bgpd's vty socket as vtysh asks it ("enable",
+        "write terminal": ~0.4 ms, where starting vtysh costs ~32 ms of CPU) -> the agent's own
+        lines, recognised by the
         `OVN-FABRIC-` name prefix (prefix-list lines, route-map stanzas, and the `redistribute`
         lines that use our route-maps), plus the BGP instance's AS.
 diff    pure: the vtysh commands that turn what is there into what is wanted, deletions first.
@@ -18,6 +20,7 @@ is lost in the meantime.
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,10 +145,25 @@ def _in_bgp(asn: int, lines: Sequence[tuple[str, str]]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Vtysh:
-    """How to reach the node's FRR: vtysh's argv, e.g. ("vtysh", "--vty_socket", DIR)."""
+    """How to reach the node's FRR: vtysh's argv, e.g. ("vtysh", "--vty_socket", DIR), for
+    writing; the directory of the daemons' vty sockets (the same DIR), for reading."""
 
     argv: tuple[str, ...] = ("vtysh",)
+    vty_dir: str = "/var/run/frr"
     timeout: float = 30.0
+
+    def bgpd_config(self) -> str:
+        """bgpd's own running configuration, over its vty socket (one connection per read: a
+        restarted bgpd has a new socket)."""
+        path = f"{self.vty_dir}/bgpd.vty"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(path)
+                vty_command(sock, "enable")
+                return vty_command(sock, "write terminal")
+        except OSError as exc:
+            raise FrrError(f"bgpd's vty {path}: {exc}") from exc
 
     def run(self, commands: Sequence[str]) -> str:
         args = [*self.argv]
@@ -163,11 +181,27 @@ class Vtysh:
         return proc.stdout
 
 
+def vty_command(sock: socket.socket, command: str) -> str:
+    """One command on a daemon's vty socket, as vtysh speaks it: the command and a NUL; the
+    answer is the output, three NULs and a status byte (0: done)."""
+    sock.sendall(command.encode() + b"\0")
+    buffer = bytearray()
+    while len(buffer) < 4 or buffer[-4:-1] != b"\0\0\0":
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise FrrError(f"the daemon closed its vty during {command!r}")
+        buffer += chunk
+    text = buffer[:-4].decode(errors="replace")
+    if buffer[-1] != 0:
+        raise FrrError(f"{command!r} refused (status {buffer[-1]}): {text.strip()[:200]}")
+    return text
+
+
 def read(vtysh: Vtysh) -> FrrActual:
     """bgpd's own running configuration. Not vtysh's merged `show running-config`: zebra keeps
     its copy of our route-maps and prefix-lists when bgpd restarts, and the merged view would
     hide that bgpd, which does the redistributing, has lost them."""
-    return parse_running_config(vtysh.run(["show running-config bgpd"]))
+    return parse_running_config(vtysh.bgpd_config())
 
 
 def apply(vtysh: Vtysh, commands: Sequence[str]) -> None:
