@@ -7,8 +7,7 @@ when its rows change; two kinds of state say nothing and must be read:
              under load), every FLOWS_EVERY_S: a flow deleted by hand, or all of them after
              ovs-vswitchd restarts, is back within a second
     FRR      bgpd's running configuration (over bgpd's vty socket, ~0.4 ms; vtysh cost 32 ms of
-             CPU), every FRR_EVERY_S: the agent's block,
-             which bgpd forgets when it restarts
+             CPU), every FRR_EVERY_S: the agent's block, which bgpd forgets when it restarts
     kernel   every route, neighbour and address of ours (a netlink dump, ~60 ms at 3,000 ports,
              and a diff, ~30 ms), every `resync_s`: the safety net under the netlink watch (an
              event lost to a full socket buffer); a difference marks RESYNC, a full pass
