@@ -1,7 +1,8 @@
 """Fixtures that build real labs (FRR, OVS, OVN in network namespaces) and always remove them.
 
 A lab is expensive (~10 s), so the three-rack lab is shared by the whole session; tests that
-break something restore it before they return. Every fixture removes its lab even when the
+break something restore it before they return. A module whose tests change the lab more than
+that gets its own, `lab`, named by the module's PREFIX. Every fixture removes its lab even when the
 tests fail, and removes a leftover lab of the same prefix (from a killed run) before building.
 """
 
@@ -36,6 +37,16 @@ def built_lab(topology: str, prefix: str) -> Iterator[labmod.Lab]:
         yield labmod.up(topology, prefix, print)
     finally:
         labmod.down(prefix)
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[labmod.Lab]:
+    """A three-rack lab of the test module's own, named by the module's PREFIX, for modules
+    whose tests change it too much to share the session's."""
+    prefix = getattr(request.module, "PREFIX", None)
+    if not isinstance(prefix, str):
+        pytest.fail(f"{request.module.__name__} uses the `lab` fixture but has no PREFIX")
+    yield from built_lab("three-rack", prefix)
 
 
 @pytest.fixture(scope="session")

@@ -46,8 +46,6 @@ from ovn_fabric.lab.sh import output, run, wait_until, wait_until_fine
 from ovn_fabric.lab.vm import Vm
 from ovn_fabric.model import FLOW_COOKIE, FLOW_COOKIE_MASK, RTPROT_OVN_FABRIC
 
-from .conftest import built_lab
-
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofe"
@@ -64,11 +62,6 @@ REPAIR_S = 1.0           # the agent's promise for drift it sees (netlink) or ti
 
 
 # --- the lab and the VMs --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 @dataclass(frozen=True)

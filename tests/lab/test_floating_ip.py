@@ -28,8 +28,6 @@ from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.vm import Vm
 
-from .conftest import built_lab
-
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofk"
@@ -38,11 +36,6 @@ ROUTER = "r1"
 CONVERGE_S = 10.0
 # Where OVN does the NAT, so which node must advertise the FIP, in each mode.
 SERVED_BY = {"distributed": "compute1", "centralized": "compute2"}
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,6 @@ from ovn_fabric.lab.lab import Lab, cut_link, find_link, restore_link
 from ovn_fabric.lab.neutron import Router
 from ovn_fabric.lab.sh import run, wait_until
 
-from .conftest import built_lab
-
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofh"
@@ -42,11 +40,6 @@ ACTIVE, STANDBY = "compute2", "compute3"
 CONVERGE_S = 10.0
 FAILOVER_S = 20.0
 PING_S = 15.0
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ Asserted after each migration:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -51,8 +50,6 @@ from ovn_fabric.lab.migration_watch import (
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.vm import Vm
 
-from .conftest import built_lab
-
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofm"
@@ -60,11 +57,6 @@ SOURCE, DESTINATION, PEER_NODE = "compute1", "compute3", "compute2"
 CONVERGE_S = 15.0
 PING_S = 8.0
 IN_FLIGHT = 2       # requests that may be lost beyond a window's length (sent just before it)
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 @dataclass(frozen=True)

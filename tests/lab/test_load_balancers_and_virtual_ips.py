@@ -52,8 +52,6 @@ from ovn_fabric.lab.neutron import Router
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.vm import Vm
 
-from .conftest import built_lab
-
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofl"
@@ -75,11 +73,6 @@ DELETED_LBS = {
 PF_FIP, PF_EXTERNAL_PORT = "172.24.4.210", 2222
 VIRTUAL_IPS = {"ipv4": "172.24.4.50", "ipv6": "2001:db8:24:4::50"}
 DELETED_VIRTUAL_IPS = {"ipv4": "172.24.4.51", "ipv6": "2001:db8:24:4::51"}
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 @dataclass(frozen=True)

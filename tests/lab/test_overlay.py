@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -38,8 +37,6 @@ from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.sh import output, run, wait_until
 from ovn_fabric.lab.topology import ENCAP_BRIDGE
 from ovn_fabric.lab.vm import Vm
-
-from .conftest import built_lab
 
 pytestmark = pytest.mark.lab
 
@@ -53,11 +50,6 @@ NET2 = ("net2", "10.0.2.0/24", "fd00:10:2::/64")
 ROUTER = "r1"
 TENANT_MTU = 1442
 CONVERGE_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 def _cli(lab: Lab, *args: str) -> str:

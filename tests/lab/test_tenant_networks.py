@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Interface
 
@@ -34,8 +33,6 @@ from ovn_fabric.lab.neutron import Router
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.vm import Vm
 
-from .conftest import built_lab
-
 pytestmark = pytest.mark.lab
 
 PREFIX = "ofn"
@@ -45,11 +42,6 @@ ROUTER, ROUTER2 = "r1", "r2"
 ACTIVE, STANDBY = "compute2", "compute3"
 CONVERGE_S = 15.0
 FAILOVER_S = 25.0
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -25,8 +24,6 @@ from ovn_fabric.lab.lab import Lab
 from ovn_fabric.lab.sh import output, run, wait_until
 from ovn_fabric.lab.vm import Vm
 from ovn_fabric.model import FLOW_COOKIE, FLOW_COOKIE_MASK, RTPROT_OVN_FABRIC
-
-from .conftest import built_lab
 
 pytestmark = pytest.mark.lab
 
@@ -45,11 +42,6 @@ class World:
     c: Vm          # VLAN network, compute3 (rack 3)
     flat_a: Vm     # flat `public` network, compute1
     flat_c: Vm     # flat `public` network, compute3
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from built_lab("three-rack", PREFIX)
 
 
 @pytest.fixture(scope="module")
