@@ -60,13 +60,8 @@ def _all_at_spines_via(lab: Lab, world: World, node: str) -> bool:
 
 
 def _gateway_chassis(lab: Lab, router: Router) -> str:
-    """The chassis the SB says holds the `cr-lrp` (empty if none)."""
-    central = lab.topology.controller.name
-    uuid = ovn.sbctl(lab.paths, central, "--bare", "--columns=chassis", "find",
-                     "Port_Binding", f"logical_port={router.redirect_port}").strip()
-    if not uuid:
-        return ""
-    return ovn.sbctl(lab.paths, central, "get", "Chassis", uuid, "name").strip().strip('"')
+    """The chassis the SB says holds the router's `cr-lrp` (empty if none)."""
+    return ovn.bound_chassis(lab.paths, lab.topology.controller.name, router.redirect_port)
 
 
 def _pings(world: World) -> bool:

@@ -273,12 +273,8 @@ def _set_gateway_priorities(lab: Lab, router: Router, first: str, second: str) -
 
 
 def _gateway_chassis(lab: Lab, router: Router) -> str:
-    central = lab.topology.controller.name
-    uuid = ovn.sbctl(lab.paths, central, "--bare", "--columns=chassis", "find",
-                     "Port_Binding", f"logical_port={router.redirect_port}").strip()
-    if not uuid:
-        return ""
-    return ovn.sbctl(lab.paths, central, "get", "Chassis", uuid, "name").strip().strip('"')
+    """The chassis the SB says holds the router's `cr-lrp` (empty if none)."""
+    return ovn.bound_chassis(lab.paths, lab.topology.controller.name, router.redirect_port)
 
 
 def _move_gateway(lab: Lab, world: World, to: str, address: str) -> None:

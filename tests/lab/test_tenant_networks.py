@@ -122,12 +122,7 @@ def world(lab: Lab) -> World:
 
 def _gateway_chassis(lab: Lab, router: Router) -> str:
     """The chassis the SB says holds the router's `cr-lrp` (empty if none)."""
-    central = lab.topology.controller.name
-    uuid = ovn.sbctl(lab.paths, central, "--bare", "--columns=chassis", "find",
-                     "Port_Binding", f"logical_port={router.redirect_port}").strip()
-    if not uuid:
-        return ""
-    return ovn.sbctl(lab.paths, central, "get", "Chassis", uuid, "name").strip().strip('"')
+    return ovn.bound_chassis(lab.paths, lab.topology.controller.name, router.redirect_port)
 
 
 def _wait_served_by(lab: Lab, world: World, node: str) -> None:

@@ -414,6 +414,16 @@ def chassis_external_ids(paths: LabPaths, device: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in row[0][1]}
 
 
+def bound_chassis(paths: LabPaths, central_device: str, logical_port: str) -> str:
+    """The name of the chassis the SB says `logical_port` is bound to (empty if none): for a
+    router's `cr-lrp`, where its gateway is active."""
+    uuid = sbctl(paths, central_device, "--bare", "--columns=chassis", "find", "Port_Binding",
+                 f"logical_port={logical_port}").strip()
+    if not uuid:
+        return ""
+    return sbctl(paths, central_device, "get", "Chassis", uuid, "name").strip().strip('"')
+
+
 def chassis_names(paths: LabPaths, central_device: str) -> set[str]:
     """The names (system-ids) of the chassis registered in the SB."""
     out = sbctl(paths, central_device, "--bare", "--columns=name", "list", "Chassis")
