@@ -78,23 +78,6 @@ def _wait_served_by(lab: Lab, world: World, node: str) -> None:
                what=f"the client to ping {world.fip.external_ip}")
 
 
-def _wait_gateway_bfd_up(lab: Lab) -> None:
-    """Until the tunnel between the two gateways has BFD up on both sides. Each side reaches
-    'up' on its own schedule (a side in 'init' turns 'up' at the peer's next control packet, up
-    to OVN's 1 s min_tx later), so both are polled."""
-    standby_ip = str(lab.topology.encap(STANDBY))
-    active_ip = str(lab.topology.encap(ACTIVE))
-    wait_until(lambda: _bfd_states(lab, ACTIVE).get(standby_ip) == "up"
-               and _bfd_states(lab, STANDBY).get(active_ip) == "up", timeout=CONVERGE_S,
-               what=f"BFD between {ACTIVE} and {STANDBY} up on both sides")
-
-
-def _bfd_states(lab: Lab, device: str) -> dict[str, str]:
-    """BFD state of each Geneve tunnel port of the chassis, by remote IP."""
-    tunnels = ovn.tunnel_bfd(lab.paths, device)
-    return {remote: bfd.get("state", "?") for remote, bfd in tunnels.items()}
-
-
 @pytest.fixture(scope="module")
 def world(lab: Lab) -> World:
     name, cidr4, cidr6 = NET1
@@ -113,7 +96,7 @@ def world(lab: Lab) -> World:
     # routes follow each claim (PERFORMANCE.md, "Router gateway failover"). The world is ready
     # once BFD is up and the gateway has settled on the active chassis: a CI run that waited
     # only for the latter found 172.24.4.254 off compute2's leaves a test later.
-    _wait_gateway_bfd_up(lab)
+    probe.wait_gateway_bfd_up(lab, ACTIVE, STANDBY, CONVERGE_S)
     _wait_served_by(lab, made, ACTIVE)
     return made
 
@@ -137,7 +120,7 @@ def test_gateway_chassis_rows_and_bfd_between_gateways(lab: Lab, world: World) -
     assert rows == [[ACTIVE, "2"], [STANDBY, "1"]]
     # OVN's HA detection: ovn-controller enables BFD on the tunnels to the other gateway
     # chassis, and the tunnel between the two gateways is up.
-    _wait_gateway_bfd_up(lab)
+    probe.wait_gateway_bfd_up(lab, ACTIVE, STANDBY, CONVERGE_S)
 
 
 def test_gateway_and_fip_are_advertised_from_the_active_chassis_only(
@@ -238,8 +221,7 @@ def test_ovn_controller_killed_moves_gateway_to_the_standby(
         assert _all_at_spines_via(lab, world, STANDBY)
     finally:
         # The evidence, shown whatever happened: what the standby's BFD says about compute2.
-        active_ip = str(lab.topology.encap(ACTIVE))
         print(f"\novn-controller killed: BFD {STANDBY}->{ACTIVE} "
-              f"{_bfd_states(lab, STANDBY).get(active_ip)}, cr-lrp on "
+              f"{probe.tunnel_bfd_state(lab, STANDBY, ACTIVE)!r}, cr-lrp on "
               f"{_gateway_chassis(lab, world.router)!r}, client pings the FIP: {_pings(world)}")
         ovn.start_controller(lab.paths, ACTIVE)

@@ -101,9 +101,7 @@ def world(lab: Lab) -> Iterator[World]:
     client6 = external.add_client_ipv6(lab, client)
     # The gateway settles on compute2 once BFD is up between the gateway chassis: before that,
     # compute3 may claim the cr-lrp for a moment (it cannot see compute2 yet).
-    for here, there in ((ACTIVE, STANDBY), (STANDBY, ACTIVE)):
-        wait_until(functools.partial(_bfd_up, lab, here, there), timeout=FAILOVER_S,
-                   what=f"BFD {here}->{there} up")
+    probe.wait_gateway_bfd_up(lab, ACTIVE, STANDBY, FAILOVER_S)
     wait_until(lambda: _gateway_chassis(lab, router) == ACTIVE, timeout=FAILOVER_S,
                what=f"{router.redirect_port} bound to {ACTIVE}")
     for node in ("compute1", ACTIVE, STANDBY):
@@ -114,21 +112,6 @@ def world(lab: Lab) -> Iterator[World]:
     finally:
         for server in running:
             server.stop()
-
-
-def _bfd_states(lab: Lab, device: str) -> dict[str, str]:
-    """BFD state of each Geneve tunnel port of the chassis, by remote IP."""
-    text = ovn.vsctl(lab.paths, device, "--bare", "--columns=options,bfd_status",
-                     "find", "Interface", "type=geneve")
-    states: dict[str, str] = {}
-    for block in text.strip().split("\n\n"):
-        fields = dict(kv.split("=", 1) for kv in block.replace(",", " ").split() if "=" in kv)
-        states[fields.get("remote_ip", "?").strip('"')] = fields.get("state", "?")
-    return states
-
-
-def _bfd_up(lab: Lab, here: str, there: str) -> bool:
-    return _bfd_states(lab, here).get(str(lab.topology.encap(there))) == "up"
 
 
 def _absent_at_spines(lab: Lab, address: str) -> bool:

@@ -116,6 +116,7 @@ def world(lab: Lab) -> World:
         probe.wait_learnt(lab, node, str(client.cidr), CONVERGE_S)
         probe.wait_learnt(lab, node, str(client_ip6.network), CONVERGE_S)
     made = World(router, vm, client, client_ip6, scope4, scope6)
+    probe.wait_gateway_bfd_up(lab, ACTIVE, STANDBY, FAILOVER_S)
     _wait_served_by(lab, made, ACTIVE)
     return made
 

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ovn_fabric.lab import ovn
 from ovn_fabric.lab.lab import Lab, kernel_routes, route_to
 from ovn_fabric.lab.sh import run, wait_until
 from ovn_fabric.lab.topology import Role
@@ -147,6 +148,23 @@ def at_spines_via(lab: Lab, address: str, node: str) -> bool:
         route_devs(lab, spine, address)
         == {i.ifname for i in lab.topology.interfaces(spine) if i.peer.name in leaves}
         for spine in spines(lab))
+
+
+def tunnel_bfd_state(lab: Lab, node: str, remote: str) -> str:
+    """The BFD state of `node`'s Geneve tunnel to chassis `remote` ("" when there is none)."""
+    tunnels = ovn.tunnel_bfd(lab.paths, node)
+    return tunnels.get(str(lab.topology.encap(remote)), {}).get("state", "")
+
+
+def wait_gateway_bfd_up(lab: Lab, first: str, second: str, timeout: float) -> None:
+    """Until the tunnel between two gateway chassis has BFD up on both sides. Until then OVN may
+    let the lower-priority one claim a router's cr-lrp too (it cannot see the other), and the
+    agents advertise from wherever it is claimed. Each side reaches 'up' on its own schedule (a
+    side in 'init' turns 'up' at the peer's next control packet, up to OVN's 1 s min_tx later),
+    so both are polled."""
+    wait_until(lambda: tunnel_bfd_state(lab, first, second) == "up"
+               and tunnel_bfd_state(lab, second, first) == "up", timeout=timeout,
+               what=f"BFD between {first} and {second} up on both sides")
 
 
 def wait_learnt(lab: Lab, node: str, prefix: str, timeout: float) -> None:
