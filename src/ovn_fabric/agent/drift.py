@@ -1,7 +1,8 @@
 """The drift probe: the periodic reads of state nobody tells us about, off the reconcile loop.
 
 The kernel tells the agent when its routes are touched (netlink, agent/kernel_watch.py) and OVN
-when its rows change; two kinds of state say nothing and must be read:
+when its rows change; the flows and FRR say nothing and must be read, and the kernel is read
+too, in case the netlink watch missed something:
 
     flows    our egress rules on the provider bridges (ovs-vsctl + ovs-ofctl, 15-30 ms; hundreds
              under load), every FLOWS_EVERY_S: a flow deleted by hand, or all of them after
@@ -14,12 +15,12 @@ when its rows change; two kinds of state say nothing and must be read:
 
 The loop used to run these reads itself, on a tick and at each resync. A bind that arrived
 during one waited for it: about 85 ms of the p99 bind-to-spine latency on a node with 3,000
-ports (docs/PERFORMANCE.md).
-Here they run in a thread of their own, which compares what it read with what the reconciler last
-wanted, and marks the loop (FLOWS, FRR) only when they differ, or when the state could not be
-read at all: the driver then runs in the loop and says why in the pass's outcome. A read that
-overlaps an apply may see a half-done state and mark once too often; the pass it causes finds
-nothing to do. It never marks too rarely: every check ends in a comparison made after the read.
+ports (docs/PERFORMANCE.md). Here they run in a thread of their own, which compares what it
+read with what the reconciler last wanted, and marks the loop (FLOWS, FRR, RESYNC) only when
+they differ, or when the state could not be read at all: the driver then runs in the loop and
+says why in the pass's outcome. A read that overlaps an apply may see a half-done state and
+mark once too often; the pass it causes finds nothing to do. It never marks too rarely: every
+check ends in a comparison made after the read.
 
 `Probe` is the schedule and the comparisons, with no thread and no clock of its own (tests drive
 `run_due` with a fake clock); `DriftProbe` runs it in a daemon thread.
