@@ -3,7 +3,10 @@ marking when a check starts to differ; and its kernel comparison, on an in-memor
 
 from __future__ import annotations
 
+import logging
 import threading
+
+import pytest
 
 from ovn_fabric.agent.drift import Check, DriftProbe, Probe, kernel_check
 from ovn_fabric.agent.reconcile import Trigger
@@ -54,6 +57,19 @@ def test_a_state_that_cannot_be_read_is_marked_so_the_driver_reports_why() -> No
     probe = Probe([Check("frr", 2.0, Trigger.FRR, broken)], now=0.0)
     assert probe.run_due(2.0) == Trigger.FRR
     assert probe.next_due() == 4.0                         # and tried again on its period
+
+
+def test_a_bug_in_a_check_is_logged_with_its_traceback_and_still_marks(
+        caplog: pytest.LogCaptureFixture) -> None:
+    buggy = Reads()
+    buggy.result = KeyError("br-ex")
+    probe = Probe([Check("flows", 0.5, Trigger.FLOWS, buggy)], now=0.0)
+    with caplog.at_level(logging.DEBUG, logger="ovn_fabric.agent.drift"):
+        assert probe.run_due(0.5) == Trigger.FLOWS
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert "drift check flows failed" in record.getMessage()
 
 
 def test_the_probe_thread_marks_when_a_check_starts_to_differ_and_stops() -> None:

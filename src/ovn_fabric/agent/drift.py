@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from ovn_fabric.agent.reconcile import Trigger
 from ovn_fabric.dataplane import frr
 from ovn_fabric.dataplane.flow_state import diff as flow_diff
-from ovn_fabric.dataplane.flows import FlowDriver
+from ovn_fabric.dataplane.flows import FlowDriver, OvsCommandError
+from ovn_fabric.dataplane.frr import FrrError
 from ovn_fabric.dataplane.kernel_state import KernelState
 from ovn_fabric.dataplane.kernel_state import diff as kernel_diff
 from ovn_fabric.frr.exposure import ExposureConfig
@@ -122,8 +123,13 @@ class Probe:
             self._due[check.name] = now + check.every_s
             try:
                 differs = check.differs()
-            except Exception as exc:  # noqa: BLE001 - any failure to read is a finding
+            except (OSError, OvsCommandError, FrrError) as exc:   # the daemon said no
                 log.debug("drift check %s could not read: %s", check.name, exc)
+                differs = True
+            except Exception:
+                # A bug, not a daemon: said loudly, and still a finding, so that the driver
+                # runs and the check goes on with its period.
+                log.exception("drift check %s failed", check.name)
                 differs = True
             if differs:
                 found |= check.trigger
