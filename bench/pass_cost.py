@@ -145,6 +145,13 @@ class Pass:
         times["of which GC"] = self.gc_clock.reading()[0] - gc_before
         return times
 
+    def prepare(self) -> None:
+        """Plan the last view again, with the memo, as the agent did when it arrived: after
+        forget_parsed(), this resolves again the claims of the ports about to be bound
+        (prospective_claims), as the agent had when their placement arrived."""
+        if self.view is not None and not self.whole:
+            plan(self.view, SETTINGS, self.plan_memo)
+
     def follow(self, view: OvnView) -> dict[str, float]:
         """What the reconciler does with a view: compare, plan, compare, kernel diff (CPU
         seconds of each)."""

@@ -2,7 +2,7 @@
 Southbound transaction (bench.agent_scale's scale step), received by the OVSDB reader from a
 standalone ovsdb-server, then snapshot, plan and kernel diff as the reconciler does them.
 
-    .venv/bin/python -m bench.reader_bulk [--ports 3000] [--runs 5] [--profile]
+    .venv/bin/python -m bench.reader_bulk [--ports 3000] [--runs 5] [--profile] [--cold]
                                           [--gc agent|default|off] [--dir DIR]
 
 Starts two ovsdb-servers in a temp directory of their own (an OVN Southbound with the installed
@@ -18,8 +18,11 @@ Each run then binds all N in ONE transaction (chassis = ours, up = true, as ovn-
 would), and measures, from sending it:
 - commit: until the transaction's reply (the server's share, not the agent's);
 - pass done: wall time until a pass has planned and diffed a view holding all N bound (the
-  in-memory kernel then holds N routes: checked); the parsers' caches are emptied before, as
-  for ports never bound before;
+  in-memory kernel then holds N routes: checked). The parsers' caches are emptied before, as
+  for ports never bound before, and one plan of the view follows, as the agent made when the
+  ports arrived, requested here: it resolves their claims ahead (plan/workloads.py
+  prospective_claims). `--cold` leaves that plan out: ports whose placement came with the
+  bind;
 - reader busy from/to: when the reader's first and last busy round (> 5 ms) before that began
   and ended (the server computes and sends the update after the commit);
 - reader CPU: the reader thread's CPU time over that interval (receiving the update, the IDL
@@ -227,6 +230,7 @@ class Harness:
     agent: Agent
     gc_clock: GcClock
     count: int
+    cold: bool = False
 
     def bind_all(self, profile: bool = False) -> dict[str, float]:
         """One measured bind of every port (see the module docstring), then unbind them."""
@@ -250,6 +254,8 @@ class Harness:
         self.agent.changed.clear()
         reader.rounds.clear()
         forget_parsed()                 # as for ports never bound before (bench.pass_cost)
+        if not self.cold:
+            self.agent.steps.prepare()  # the plan made when they arrived, requested here
         started = time.monotonic()
         ops_thread.start()
         done = self.agent.wait(lambda view: bound_here(view) == self.count, pass_profiler)
@@ -292,6 +298,8 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--cold", action="store_true",
+                        help="no plan between emptying the caches and the bind")
     add_gc_option(parser)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the temp directory of the servers goes (short: unix "
@@ -315,7 +323,7 @@ def main() -> None:
         with reader:
             gc_clock = GcClock()
             agent = Agent(reader, changed, gc_clock)
-            harness = Harness(cloud, reader, agent, gc_clock, args.ports)
+            harness = Harness(cloud, reader, agent, gc_clock, args.ports, args.cold)
             agent.wait(lambda view: len(view.port_bindings) == args.ports + 1)
             print(f"{args.ports} VM ports (requested here, not bound) replicated; load "
                   f"average {os.getloadavg()[0]:.2f}; ms:", flush=True)

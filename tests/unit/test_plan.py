@@ -19,7 +19,7 @@ from ovn_fabric.model import (
     Refusal,
 )
 from ovn_fabric.ovn.view import OvnView, build_view
-from ovn_fabric.plan import plan
+from ovn_fabric.plan import PlanMemo, plan
 
 from .neutron_rows import (
     CHASSIS_0,
@@ -252,6 +252,27 @@ def test_a_port_whose_up_column_is_unset_is_served() -> None:
         routes=(route("172.24.4.10/32"),),
         neighbours=(neighbour("172.24.4.10", "fa:16:3e:a1:b2:c3"),),
         exposures=(exposure("172.24.4.10/32", VM1, "public", ALLOW_PUBLIC4),),
+    )
+
+
+def test_a_port_placed_here_is_resolved_ahead_and_served_only_once_bound() -> None:
+    """Neutron places a port here (requested_chassis) while Nova starts the VM; the reconciler's
+    memo resolves its claims ahead (prospective_claims). That adds nothing to the plan, and
+    the plan of the bind, which reuses that work, is the one a call without a memo gives."""
+    mac = ["fa:16:3e:a1:b2:c3 172.24.4.10 2001:db8::10"]
+    placed = {**public_vm(mac, chassis=None, up=False), "requested_chassis": [CHASSIS_0]}
+    elsewhere = {**public_vm(mac, port=VM2, chassis=None, up=False),
+                 "requested_chassis": [CHASSIS_1]}
+    memo = PlanMemo()
+
+    assert plan(view_of(placed, elsewhere), SETTINGS, memo) == state()
+    bound = view_of(public_vm(mac), elsewhere)
+    assert plan(bound, SETTINGS, memo) == plan(bound, SETTINGS) == state(
+        routes=(route("172.24.4.10/32"), route("2001:db8::10/128")),
+        neighbours=(neighbour("172.24.4.10", "fa:16:3e:a1:b2:c3"),
+                    neighbour("2001:db8::10", "fa:16:3e:a1:b2:c3")),
+        exposures=(exposure("172.24.4.10/32", VM1, "public", ALLOW_PUBLIC4),
+                   exposure("2001:db8::10/128", VM1, "public", ALLOW_PUBLIC6)),
     )
 
 

@@ -93,6 +93,7 @@ from ovn_fabric.plan.workloads import (
     add_provider_ports,
     add_router_gateways,
     add_virtual_ips,
+    prospective_claims,
 )
 
 # Each kind of workload, in no particular order (the result does not depend on it).
@@ -112,15 +113,20 @@ def plan(view: OvnView, settings: Settings, memo: PlanMemo | None = None) -> Des
 
     With a `memo` (the reconciler keeps one), the work of the previous call is reused where
     its inputs are the same objects: the result is equal to what a call without it returns,
-    only cheaper when little changed (see PlanMemo)."""
+    only cheaper when little changed (see PlanMemo). It also resolves ahead the claims of the
+    VM ports about to be bound here (prospective_claims), so that a bind is cheap too."""
     draft = Draft()
     networks = served_networks(view, settings, draft)
     context = Context.of(view, settings, networks)
     add_network_plumbing(context, draft)
     for workload in WORKLOADS:
         workload(context, draft)
-    memo = memo if memo is not None else PlanMemo()
-    return resolve(draft, memo.gate(settings), memo)
+    if memo is None:
+        memo = PlanMemo()
+        return resolve(draft, memo.gate(settings), memo)
+    gate = memo.gate(settings)
+    memo.prospect(prospective_claims(context), gate)
+    return resolve(draft, gate, memo)
 
 
 __all__ = ["WORKLOADS", "PlanMemo", "plan"]

@@ -5,6 +5,7 @@ says which rows and columns it reads and why. Pure."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 from ovn_fabric.model import (
     IPAddress,
@@ -46,6 +47,25 @@ def add_provider_ports(context: Context, draft: Draft) -> None:
                     and binding.chassis == context.local):
                 _claim_mac_column(draft, binding, network, Reason.PROVIDER_PORT,
                                   draining=is_draining_from(binding, context.local))
+
+
+def prospective_claims(context: Context) -> Iterator[Claim]:
+    """The claims add_provider_ports will make for the VM ports Neutron has placed here and
+    ovn-controller has not bound yet (`requested_chassis` this node, `chassis` not): Nova is
+    still starting the VM. They are not part of the plan; the reconciler's PlanMemo resolves
+    them ahead (PlanMemo.prospect), so that the pass of the bind finds its work done. Yields
+    the very Claim objects add_provider_ports will (`_mac_column_claims` is cached)."""
+    local = context.local
+    if not local:
+        return
+    for network in context.networks:
+        for binding in context.bindings_on(network):
+            if (binding.type == "" and binding.requested_chassis == local
+                    and binding.chassis != local):
+                claims, _ = _mac_column_claims(binding.mac, binding.logical_port,
+                                               network.bridge, network.name,
+                                               Reason.PROVIDER_PORT, draining=False)
+                yield from claims
 
 
 def add_migration_targets(context: Context, draft: Draft) -> None:
