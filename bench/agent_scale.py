@@ -24,7 +24,9 @@ unbound by writing Port_Binding.chassis and .up in the Southbound, as ovn-contro
    same of the fabric's share (spine1's time less compute1's: FRR's, not the agent's). With
    `--latency-background N`, N other ports stay bound meanwhile (a busy node).
 3. The issue's targets, with the ratio figure/target (<= 1 is met): N=3,000 programmed on the
-   node within 0.5 s; p99 bind-to-spine within 250 ms.
+   node within 0.5 s (every route and neighbour in the kernel, and every prefix in compute1's
+   BGP table: the later of the two; the time after the commit is printed too); p99
+   bind-to-spine within 250 ms.
 4. Where the time went: the agent's own log lines during each bind and unbind (per driver) and,
    with `--py-spy PATH`, a py-spy recording of the agent (every thread) from just before each
    scale bind until the kernel was complete, summed per stage: the main thread's wall time
@@ -789,12 +791,19 @@ def print_latency(latency: Latency) -> None:
 def print_targets(rows: Sequence[ScaleRow], latency: Latency | None) -> None:
     print("\n== Targets (ratio = figure / target; <= 1.00 is met)")
     at_target = [r for r in rows if r.n == TARGET_SCALE_N]
-    if at_target and at_target[0].bind.node is not None:
-        node, commit = at_target[0].bind.node, at_target[0].bind.commit
-        print(f"  {TARGET_SCALE_N} ports programmed on the node (kernel routes + neighbours): "
-              f"{ms(node)} vs {TARGET_SCALE_S * 1000:.0f} ms -> ratio {node / TARGET_SCALE_S:.2f}"
-              f" ({'met' if node <= TARGET_SCALE_S else 'MISSED'}); the SB commit took "
-              f"{ms(commit).strip()} of it")
+    bind = at_target[0].bind if at_target else None
+    node, frr = (bind.node, bind.frr) if bind is not None else (None, None)
+    if bind is not None and node is not None and frr is not None:
+        # Programmed = in the kernel (routes and neighbours) and in FRR (bgpd's table, which
+        # it fills from those kernel routes); OVS has no per-port state (one rule a network).
+        commit = bind.commit
+        programmed = max(node, frr)
+        print(f"  {TARGET_SCALE_N} ports programmed on the node (kernel routes + neighbours, "
+              f"and FRR's BGP table): {ms(programmed)} vs {TARGET_SCALE_S * 1000:.0f} ms -> "
+              f"ratio {programmed / TARGET_SCALE_S:.2f} "
+              f"({'met' if programmed <= TARGET_SCALE_S else 'MISSED'}); kernel {ms(node).strip()},"
+              f" FRR {ms(frr).strip()}; the SB commit took {ms(commit).strip()} of it, and "
+              f"{ms(programmed - commit).strip()} followed the commit")
     else:
         print(f"  {TARGET_SCALE_N} ports: not measured (add it to --sizes)")
     if latency is not None and latency.spine:
