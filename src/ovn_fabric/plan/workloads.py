@@ -62,9 +62,8 @@ def prospective_claims(context: Context) -> Iterator[Claim]:
         for binding in context.bindings_on(network):
             if (binding.type == "" and binding.requested_chassis == local
                     and binding.chassis != local):
-                claims, _ = _mac_column_claims(binding.mac, binding.logical_port,
-                                               network.bridge, network.name,
-                                               Reason.PROVIDER_PORT, draining=False)
+                claims, _ = _binding_claims(binding, network, Reason.PROVIDER_PORT,
+                                            draining=False)
                 yield from claims
 
 
@@ -224,10 +223,18 @@ def _single_mac(binding: PortBinding) -> str | None:
 def _claim_mac_column(draft: Draft, binding: PortBinding, network: ServedNetwork,
                       reason: Reason, *, draining: bool = False) -> None:
     """Every address of a Port_Binding's `mac` column, each with its entry's MAC."""
-    claims, refusals = _mac_column_claims(binding.mac, binding.logical_port, network.bridge,
-                                          network.name, reason, draining=draining)
+    claims, refusals = _binding_claims(binding, network, reason, draining=draining)
     draft.claims.extend(claims)
     draft.refusals.extend(refusals)
+
+
+def _binding_claims(binding: PortBinding, network: ServedNetwork, reason: Reason, *,
+                    draining: bool) -> tuple[tuple[Claim, ...], tuple[Refusal, ...]]:
+    """The one way to call `_mac_column_claims`: an lru_cache keys positional and keyword
+    arguments apart, and prospective_claims gets the very Claim objects a bind will only if
+    both call it alike."""
+    return _mac_column_claims(binding.mac, binding.logical_port, network.bridge, network.name,
+                              reason, draining=draining)
 
 
 @functools.lru_cache(maxsize=PARSER_CACHE)
