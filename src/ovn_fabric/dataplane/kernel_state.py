@@ -121,11 +121,14 @@ class KernelChanges:
                 + len(self.retire_routes) + len(self.set_neighbours))
 
 
-def route_order(route: HostRoute) -> tuple[int, int, int, str, str]:
-    """A sort key for routes of both families (the model's own ordering raises TypeError when
-    it compares an IPv4 with an IPv6 value, or a next hop with None)."""
+def route_order(route: HostRoute) -> tuple[int, int, int, str, str, bool]:
+    """A total sort key for routes of both families (the model's own ordering raises TypeError
+    when it compares an IPv4 with an IPv6 value, or a next hop with None). Total, so that of two
+    routes wanted for one destination the same one wins whatever the set's iteration order:
+    the plain one before its draining twin."""
     via = "" if route.via is None else route.via.exploded
-    return (route.dst.version, int(route.dst.network_address), route.dst.prefixlen, route.dev, via)
+    return (route.dst.version, int(route.dst.network_address), route.dst.prefixlen, route.dev, via,
+            route.draining)
 
 
 def neighbour_order(neighbour: Neighbour) -> tuple[int, int, str, str]:
