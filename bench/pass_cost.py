@@ -33,7 +33,6 @@ import statistics
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -41,7 +40,7 @@ from bench._gc import GcClock, add_gc_option, set_collector
 from ovn_fabric import config
 from ovn_fabric.dataplane.kernel import ApplyReport, BeliefSync
 from ovn_fabric.dataplane.kernel_state import KernelChanges, KernelState
-from ovn_fabric.model import DesiredState
+from ovn_fabric.model import DesiredState, HostRoute, Neighbour
 from ovn_fabric.ovn import view as view_module
 from ovn_fabric.ovn.reader import LocalOvs, ViewMemo, view_of
 from ovn_fabric.ovn.view import OvnView
@@ -98,25 +97,29 @@ STATIC_ROWS: dict[str, list[Row]] = {
 
 
 class MemoryKernel:
-    """Just enough of a kernel for the driver's pure part: what it holds of ours."""
+    """Just enough of a kernel for the driver's pure part: what it holds of ours. Its apply
+    costs in proportion to the changes, as netlink's would, so that "kernel sync" is the
+    driver's own work (it rebuilt every set before, 2-3 ms of a bind at 3,000 ports)."""
 
     def __init__(self) -> None:
-        self.state = KernelState(devices=frozenset({"br-ex", "lo"}))
+        self.routes: dict[object, HostRoute] = {}
+        self.neighbours: dict[object, Neighbour] = {}
 
     def read(self, bridges: Iterable[str] = ()) -> KernelState:
-        return self.state
+        return KernelState(routes=frozenset(self.routes.values()),
+                           neighbours=frozenset(self.neighbours.values()),
+                           devices=frozenset({"br-ex", "lo"}))
 
     def apply(self, changes: KernelChanges) -> ApplyReport:
-        routes = (set(self.state.routes) - set(changes.delete_routes)
-                  - {r for r in self.state.routes
-                     if r.dst in {c.dst for c in changes.replace_routes}})
-        routes |= {*changes.add_routes, *changes.replace_routes}
-        neighbours = set(self.state.neighbours) - set(changes.delete_neighbours)
-        keys = {(n.ip, n.dev) for n in changes.set_neighbours}
-        neighbours = {n for n in neighbours if (n.ip, n.dev) not in keys}
-        neighbours |= set(changes.set_neighbours)
-        self.state = replace(self.state, routes=frozenset(routes),
-                             neighbours=frozenset(neighbours))
+        for route in (*changes.delete_routes, *changes.retire_routes):
+            if self.routes.get(route.dst) == route:
+                del self.routes[route.dst]
+        for route in (*changes.add_routes, *changes.replace_routes):
+            self.routes[route.dst] = route
+        for neighbour in changes.delete_neighbours:
+            self.neighbours.pop((neighbour.ip, neighbour.dev), None)
+        for neighbour in changes.set_neighbours:
+            self.neighbours[(neighbour.ip, neighbour.dev)] = neighbour
         return ApplyReport(attempted=changes.operations)
 
 

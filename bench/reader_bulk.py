@@ -218,7 +218,7 @@ class Agent:
         return done(view)
 
     def routes(self) -> int:
-        return len(self.steps.kernel.state.routes)
+        return len(self.steps.kernel.routes)
 
 
 @dataclass(slots=True)
