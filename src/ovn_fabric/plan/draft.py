@@ -23,6 +23,7 @@ from ovn_fabric.ovn.view import (
 )
 
 # Port_Binding types and keys written by northd and ovn-controller.
+VM_PORT = ""                                   # a VIF: a VM's port (Neutron's compute:*)
 CHASSISREDIRECT = "chassisredirect"
 PATCH = "patch"
 VIRTUAL = "virtual"

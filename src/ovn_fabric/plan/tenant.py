@@ -93,7 +93,7 @@ def _tenant_subnets(context: Context, router: Router) -> Iterator[TenantSubnet]:
         if (interface.type != PATCH or interface.logical_port == router.gateway_port
                 or CHASSIS_REDIRECT_PORT in interface.options):
             continue
-        switch_port = context.bindings_by_name.get(interface.options.get(PEER, ""))
+        switch_port = context.binding_named(interface.options.get(PEER, ""))
         if switch_port is None:
             continue
         for entry in interface.mac:

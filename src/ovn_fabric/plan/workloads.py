@@ -25,6 +25,7 @@ from ovn_fabric.plan.draft import (
     DISTRIBUTED_PORT,
     PEER,
     VIRTUAL,
+    VM_PORT,
     Claim,
     Draft,
     Router,
@@ -41,12 +42,21 @@ def add_provider_ports(context: Context, draft: Draft) -> None:
     as neighbour. The source of a live migration is such a port until ovn-controller on the
     destination becomes its main `chassis`: it keeps advertising through the whole overlap,
     draining (is_draining_from) once the destination is active."""
+    local = context.local
+    if not local:
+        return
+    claims, refusals = draft.claims, draft.refusals
     for network in context.networks:
         for binding in context.bindings_on(network):
-            if (binding.type == "" and binding.up is not False and context.local
-                    and binding.chassis == context.local):
-                _claim_mac_column(draft, binding, network, Reason.PROVIDER_PORT,
-                                  draining=is_draining_from(binding, context.local))
+            # The loop of a node's thousands of ports: one call per port, not three.
+            if binding.chassis == local and binding.type == VM_PORT and binding.up is not False:
+                found, refused = _binding_claims(
+                    binding, network, Reason.PROVIDER_PORT,
+                    draining=bool(binding.additional_chassis)
+                    and is_draining_from(binding, local))
+                claims += found
+                if refused:
+                    refusals += refused
 
 
 def prospective_claims(context: Context) -> Iterator[Claim]:
@@ -60,8 +70,8 @@ def prospective_claims(context: Context) -> Iterator[Claim]:
         return
     for network in context.networks:
         for binding in context.bindings_on(network):
-            if (binding.type == "" and binding.requested_chassis == local
-                    and binding.chassis != local):
+            if (binding.requested_chassis == local and binding.chassis != local
+                    and binding.type == VM_PORT):
                 claims, _ = _binding_claims(binding, network, Reason.PROVIDER_PORT,
                                             draining=False)
                 yield from claims
@@ -78,11 +88,12 @@ def add_migration_targets(context: Context, draft: Draft) -> None:
     advertising until `chassis` is no longer it. During the overlap the fabric has both paths,
     and either delivers: OVN sends a multi-chassis port's traffic to all of its chassis. When
     the migration ends, `chassis` is the destination, which add_provider_ports then covers."""
+    local = context.local
     for network in context.networks:
         for binding in context.bindings_on(network):
-            if (binding.type == "" and binding.up is not False
-                    and binding.chassis != context.local
-                    and is_active_on(binding, context.local)):
+            if (binding.additional_chassis and binding.type == VM_PORT
+                    and binding.up is not False and binding.chassis != local
+                    and is_active_on(binding, local)):
                 _claim_mac_column(draft, binding, network, Reason.PROVIDER_PORT)
 
 
@@ -115,7 +126,7 @@ def _claim_nat_entry(context: Context, draft: Draft, holder: PortBinding,
     if nat.resident is None or nat.error:
         draft.refuse(entry, holder.logical_port, nat.error or "no resident port")
         return
-    resident = context.bindings_by_name.get(nat.resident)
+    resident = context.binding_named(nat.resident)
     if resident is None or not _serves_nat_here(resident, context.local):
         return
     own = _router_port_addresses(context, holder, resident)
@@ -135,7 +146,7 @@ def _router_port_addresses(context: Context, holder: PortBinding,
     (add_router_gateways advertises them) and those of the router port the holder is patched
     to, when it is in the view."""
     ports = [resident] if resident.type == CHASSISREDIRECT else []
-    peer = context.bindings_by_name.get(holder.options.get(PEER, ""))
+    peer = context.binding_named(holder.options.get(PEER, ""))
     ports += [peer] if peer is not None else []
     return {iface.ip for port in ports for iface in gateway_addresses(port)[1]}
 
@@ -197,7 +208,7 @@ def add_virtual_ips(context: Context, draft: Draft) -> None:
 
 def _claim_virtual_ip(context: Context, draft: Draft, binding: PortBinding,
                       network: ServedNetwork) -> None:
-    parent = context.bindings_by_name.get(binding.virtual_parent or "")
+    parent = context.binding_named(binding.virtual_parent or "")
     mac = (_single_mac(parent) if parent is not None else None) or _single_mac(binding)
     port = binding.logical_port
     tokens = [token.strip() for token in binding.options.get("virtual-ip", "").split(",")]
