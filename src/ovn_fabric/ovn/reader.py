@@ -256,14 +256,10 @@ class Interest:
         local = min((str(row["_uuid"]) for row in chassis
                      if system_id and row.get("name") == system_id), default=None)
         bindings = list(port_bindings)
-        datapaths: set[str] = set()
-        referenced: set[str] = set()
+        datapaths, referenced = memo.references(bindings)
         routers: set[str] = set()
         gateway_ports: set[object] = set()
         for row in bindings:
-            row_datapaths, row_chassis = memo.references(row)
-            datapaths.update(row_datapaths)
-            referenced.update(row_chassis)
             if row.get("type") == "chassisredirect" and local in _uuids(row.get("chassis")):
                 routers.update(_uuids(row.get("datapath")))
                 gateway_ports.add(_options(row).get(_DISTRIBUTED_PORT))
@@ -291,15 +287,22 @@ class InterestMemo:
         self._previous: dict[int, tuple[RawRow, tuple[str, ...], tuple[str, ...]]] = {}
         self._current: dict[int, tuple[RawRow, tuple[str, ...], tuple[str, ...]]] = {}
 
-    def references(self, row: RawRow) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(the datapath UUIDs, the chassis UUIDs) a Port_Binding row references."""
-        kept = self._previous.get(id(row))
-        if kept is None or kept[0] is not row:
-            kept = (row, tuple(_uuids(row.get("datapath"))),
-                    tuple(ref for column in _CHASSIS_REFERENCES
-                          for ref in _uuids(row.get(column))))
-        self._current[id(row)] = kept
-        return kept[1], kept[2]
+    def references(self, rows: Iterable[RawRow]) -> tuple[set[str], set[str]]:
+        """The datapath UUIDs and the chassis UUIDs that Port_Binding rows reference (one call
+        for all rows, its lookups in local variables)."""
+        previous, current = self._previous, self._current
+        datapaths: set[str] = set()
+        chassis: set[str] = set()
+        for row in rows:
+            kept = previous.get(id(row))
+            if kept is None or kept[0] is not row:
+                kept = (row, tuple(_uuids(row.get("datapath"))),
+                        tuple(ref for column in _CHASSIS_REFERENCES
+                              for ref in _uuids(row.get(column))))
+            current[id(row)] = kept
+            datapaths.update(kept[1])
+            chassis.update(kept[2])
+        return datapaths, chassis
 
     def done(self) -> None:
         self._previous, self._current = self._current, {}
@@ -387,20 +390,7 @@ def view_of(local: LocalOvs | None, chassis: list[RawRow], datapaths: list[RawRo
             for column in LB_GROUP_COLUMNS if column in row}
         balancers.append(memo.resolve(row, refs))
     names = {row["_uuid"]: row.get("name") for row in chassis}
-    same_names = memo.same_names(names)
-    bindings = []
-    for row in port_bindings:
-        kept = memo.kept(row) if same_names else None
-        if kept is not None:            # the same row object, and the same chassis names
-            bindings.append(kept)
-            continue
-        refs = {}
-        for column in _CHASSIS_REFERENCES:
-            value = row.get(column)
-            if value is not None:
-                values = value if isinstance(value, list) else [value]
-                refs[column] = [names[ref] for ref in values if ref in names]
-        bindings.append(memo.resolve(row, refs))
+    bindings = memo.resolve_bindings(port_bindings, names)
     memo.resolved_done()
     facts = local or LocalOvs()
     return build_view(
@@ -428,19 +418,35 @@ class ViewMemo:
 
     def same_names(self, names: dict[object, object]) -> bool:
         """Whether the chassis names (_uuid -> name) are those of the previous view: then a
-        Port_Binding row that is the same object resolves to the same references, and `kept`
-        may give it without reading them again."""
+        Port_Binding row that is the same object resolves to the same references, and
+        `resolve_bindings` may give it without reading them again."""
         same = names == self._names
         self._names = names
         return same
 
-    def kept(self, row: RawRow) -> RawRow | None:
-        """`row` as resolved in the previous view, if it is the same object (None if not)."""
-        kept = self._previous.get(id(row))
-        if kept is None or kept[0] is not row:
-            return None
-        self._current[id(row)] = kept
-        return kept[2]
+    def resolve_bindings(self, rows: Iterable[RawRow], names: dict[object, object]
+                         ) -> list[RawRow]:
+        """Port_Binding rows with their chassis references replaced by the chassis' names.
+        A row that is the same object as in the previous view, with the same names, is given
+        as resolved then (one call for all rows, lookups in local variables: at 3,000 rows a
+        method call per row was a fifth of the view)."""
+        previous, current = self._previous, self._current
+        same_names = self.same_names(names)
+        resolved = []
+        for row in rows:
+            kept = previous.get(id(row)) if same_names else None
+            if kept is not None and kept[0] is row:
+                current[id(row)] = kept
+                resolved.append(kept[2])
+                continue
+            refs = {}
+            for column in _CHASSIS_REFERENCES:
+                value = row.get(column)
+                if value is not None:
+                    values = value if isinstance(value, list) else [value]
+                    refs[column] = [names[ref] for ref in values if ref in names]
+            resolved.append(self.resolve(row, refs))
+        return resolved
 
     def resolve(self, row: RawRow, refs: dict[str, list[object]]) -> RawRow:
         """`row` with the columns of `refs` replaced by those values."""

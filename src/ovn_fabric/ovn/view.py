@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
 import re
 import uuid
 from bisect import bisect_left
@@ -282,23 +283,17 @@ class OvnView:
             object.__setattr__(self, name, value)
 
 
-def _chassis_key(row: Chassis) -> str:
-    return row.name
-
-
-def _uuid_key(row: Datapath | LoadBalancer) -> str:
-    return row.uuid
-
-
-def _binding_key(row: PortBinding) -> str:
-    return row.logical_port
+# The rows' keys, as C-level getters: a view sorts thousands of rows by them twice a pass.
+_chassis_key: Callable[[Chassis], str] = operator.attrgetter("name")
+_uuid_key: Callable[[Datapath | LoadBalancer], str] = operator.attrgetter("uuid")
+_binding_key: Callable[[PortBinding], str] = operator.attrgetter("logical_port")
 
 
 def _canonical(rows: Iterable[Row], key: Callable[[Row], str]) -> tuple[Row, ...]:
     """`rows` sorted by (key, repr): by key alone when the keys are unique (the normal case,
     and the cheap one), by repr too only among rows sharing a key."""
     ordered = sorted(rows, key=key)
-    keys = [key(row) for row in ordered]
+    keys = list(map(key, ordered))
     if len(set(keys)) < len(keys):
         ordered = sorted(ordered, key=lambda row: (key(row), repr(row)))
     return tuple(ordered)
@@ -320,16 +315,27 @@ class BuildMemo:
         # _uuid -> the latest version built; rows gone stay until it is compacted in done()
         self._by_uuid: dict[object, Built] = {}
 
-    def build(self, from_row: FromRow[Row], raw: object) -> tuple[Row | None, tuple[Problem, ...]]:
-        kept = self._previous.get(id(raw))
-        if kept is None or kept[0] is not raw:
-            key = _row_uuid(raw)
-            built, problems = from_row(raw, self._by_uuid.get(key) if key is not None else None)
-            kept = (raw, built, problems)
-            if key is not None:
-                self._by_uuid[key] = kept
-        self._current[id(raw)] = kept
-        return kept[1], kept[2]  # type: ignore[return-value]  # built by the same from_row
+    def build_all(self, from_row: FromRow[Row], rows: Iterable[object],
+                  problems: list[Problem]) -> list[Row]:
+        """The rows built from `rows` (those from_row drops left out), their problems added
+        to `problems`. One call for all rows, its lookups in local variables: a method call
+        per row was a fifth of a view at 3,000 rows."""
+        previous, current, by_uuid = self._previous, self._current, self._by_uuid
+        built: list[Row] = []
+        for raw in rows:
+            kept = previous.get(id(raw))
+            if kept is None or kept[0] is not raw:
+                key = _row_uuid(raw)
+                row, found = from_row(raw, by_uuid.get(key) if key is not None else None)
+                kept = (raw, row, found)
+                if key is not None:
+                    by_uuid[key] = kept
+            current[id(raw)] = kept
+            if kept[2]:
+                problems.extend(kept[2])
+            if kept[1] is not None:
+                built.append(kept[1])  # type: ignore[arg-type]  # built by the same from_row
+        return built
 
     def done(self) -> None:
         """End of a build: forget the rows it did not see (their `_uuid`s once they are as
@@ -677,10 +683,11 @@ def _build_rows(
     problems: list[Problem],
     memo: BuildMemo | None = None,
 ) -> list[Row]:
+    if memo is not None:
+        return memo.build_all(from_row, rows, problems)
     built: list[Row] = []
     for raw in rows:
-        row, row_problems = (memo.build(from_row, raw) if memo is not None
-                             else from_row(raw, None))
+        row, row_problems = from_row(raw, None)
         problems.extend(row_problems)
         if row is not None:
             built.append(row)
@@ -694,12 +701,10 @@ def _unique(
     order the rows came in."""
     kept: dict[str, Row] = {}
     for row in _canonical(rows, key):
-        if key(row) in kept:
-            if row != kept[key(row)]:
-                problems.append(Problem(table, key(row), "-", "key used by several rows; "
-                                                              "keeping one"))
-            continue
-        kept[key(row)] = row
+        name = key(row)
+        first = kept.setdefault(name, row)
+        if first is not row and row != first:
+            problems.append(Problem(table, name, "-", "key used by several rows; keeping one"))
     return tuple(kept.values())
 
 
