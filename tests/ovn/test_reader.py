@@ -886,6 +886,26 @@ def test_an_update_converts_again_only_the_columns_it_names(cloud: Cloud) -> Non
     assert incremental == scratch
 
 
+def test_rows_asked_twice_without_a_change_are_the_same_list(cloud: Cloud) -> None:
+    """The reader thread and the snapshot both ask for Port_Binding after an update: the second
+    gets the very list the first did, and a change in between gives a new one."""
+    with Reader(ovs_socket=cloud.ovs.socket, on_change=lambda: None) as reader:
+        wait_until(lambda: reader.synced, timeout=WAIT, what="the reader to sync")
+        with reader._lock:
+            sb = reader._sb
+            assert sb is not None
+            first, second = sb.rows("Port_Binding"), sb.rows("Port_Binding")
+        cloud.add_vm("vm-again", "public", LOCAL, "172.24.4.31")
+        wait_ports(reader, SEEN_FROM_LOCAL | {"vm-again"}, "vm-again bound here")
+        with reader._lock:
+            third = sb.rows("Port_Binding")
+        incremental, scratch = _incremental_and_from_scratch(reader)
+    assert second is first
+    assert third is not first
+    assert "vm-again" in {row["logical_port"] for row in third}
+    assert incremental == scratch
+
+
 def _row_of(reader: Reader, logical_port: str) -> dict[str, object]:
     with reader._lock:
         sb = reader._sb

@@ -34,8 +34,9 @@ and when the server re-inserts a row it holds). A row the IDL notified as update
 is converted again only in the columns the update named (the IDL hands `notify` the old values
 of exactly those columns), the others keeping their converted values: binding 3,000 ports
 changes two of a Port_Binding's thirteen columns. Unchanged rows come back as the same dict
-objects, and the unchanged columns of a changed row as the same values; callers must not
-modify either.
+objects, and the unchanged columns of a changed row as the same values; while the IDL's
+`change_seqno` stays the same (it moves on every change, reloads included), the very same list.
+Callers must not modify any of them.
 """
 
 from __future__ import annotations
@@ -227,6 +228,9 @@ class Database:
         self.columns: dict[str, tuple[str, ...]] = {}
         # table -> id(the IDL's Row object) -> (that Row, its converted registered columns)
         self._converted: dict[str, dict[int, tuple[object, RawRow]]] = {}
+        # table -> (the IDL, its change_seqno, the rows returned then): the reader thread and
+        # the snapshot ask for the same table after one update; the second gets the same list
+        self._returned: dict[str, tuple[object, int, list[RawRow]]] = {}
         self.missing: tuple[str, ...] = ()
         self.schema_source = ""
 
@@ -337,6 +341,11 @@ class Database:
         IDL changed it (see the module docstring)."""
         if self._idl is None:
             return []
+        seqno = self._idl.change_seqno
+        returned = self._returned.get(table)
+        if (returned is not None and returned[0] is self._idl and returned[1] == seqno
+                and table not in self._idl.dirty):
+            return returned[2]               # nothing changed in the IDL since
         registered = self.columns[table]
         idl_rows = self._idl.tables[table].rows
         # Each Row is held with its conversion, so its id is never another object's meanwhile.
@@ -362,6 +371,7 @@ class Database:
             current[id(row)] = kept
             rows.append(kept[1])
         self._converted[table] = current
+        self._returned[table] = (self._idl, seqno, rows)
         return rows
 
     def row_count(self, table: str) -> int:
