@@ -4,6 +4,7 @@ delivers a port (is_active_on, is_draining_from). Pure."""
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -240,8 +241,7 @@ def binding_named(bindings: Sequence[PortBinding], name: str) -> PortBinding | N
     return None
 
 
-def _logical_port(binding: PortBinding) -> str:
-    return binding.logical_port
+_logical_port: Callable[[PortBinding], str] = operator.attrgetter("logical_port")
 
 
 def _bindings_by_datapath(
